@@ -1,0 +1,45 @@
+"""Exceptions raised by autodeuq.
+
+Every exception derives from :class:`AutoDEUQError`, so ``except AutoDEUQError`` catches
+anything the package raises on purpose. Each also derives from the built-in or scikit-learn
+exception a user would expect (``ValueError``, ``NotFittedError``, ...), so code written for
+scikit-learn estimators keeps working.
+"""
+
+from sklearn.exceptions import NotFittedError as _SklearnNotFittedError
+
+__all__ = [
+    "AutoDEUQError",
+    "ConfigError",
+    "NotFittedError",
+    "TrainingDivergedError",
+]
+
+
+class AutoDEUQError(Exception):
+    """Root of every exception autodeuq raises on purpose."""
+
+
+class ConfigError(AutoDEUQError, ValueError):
+    """A network or training configuration is malformed."""
+
+
+class NotFittedError(AutoDEUQError, _SklearnNotFittedError):
+    """An estimator was used before ``fit``."""
+
+
+class TrainingDivergedError(AutoDEUQError, FloatingPointError):
+    """Training produced a non-finite (NaN or infinite) loss.
+
+    Attributes
+    ----------
+    epoch : int
+        The epoch (1-based) at which the loss stopped being finite.
+    loss_name : str
+        Which loss was non-finite, ``"train_loss"`` or ``"valid_loss"``.
+    """
+
+    def __init__(self, message, *, epoch=None, loss_name=None):
+        super().__init__(message)
+        self.epoch = epoch
+        self.loss_name = loss_name
