@@ -1,0 +1,34 @@
+"""Predictive distributions of deep ensembles and scores to evaluate them.
+
+:class:`NormalMixture` holds one Gaussian mixture per data point and splits its variance
+into aleatoric and epistemic parts; the metric functions take ``(y_true, y_pred)`` like
+scikit-learn's, with ``y_pred`` a :class:`NormalMixture`.
+"""
+
+from ._metrics import (
+    calibration_curve,
+    calibration_error,
+    coverage,
+    crps,
+    gaussian_nll,
+    interval_width,
+    nll,
+    regression_report,
+    rmse,
+)
+from ._mixture import NormalMixture, PredictiveUncertainty, mixture_moments
+
+__all__ = [
+    "NormalMixture",
+    "PredictiveUncertainty",
+    "calibration_curve",
+    "calibration_error",
+    "coverage",
+    "crps",
+    "gaussian_nll",
+    "interval_width",
+    "mixture_moments",
+    "nll",
+    "regression_report",
+    "rmse",
+]
