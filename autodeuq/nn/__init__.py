@@ -1,0 +1,36 @@
+"""Gaussian networks: configurations, the torch module, the loss and the trainer."""
+
+from ._callbacks import BestWeights, DivergenceGuard
+from ._config import (
+                      ACTIVATIONS,
+                      LR_SCHEDULES,
+                      OPTIMIZERS,
+                      TRAINING_DEFAULTS,
+                      layers_from_params,
+                      normalize_config,
+)
+from ._data import TensorBatchIterator, TensorDataset
+from ._device import resolve_device
+from ._loss import GaussianNLLLoss, gaussian_nll_loss
+from ._module import GaussianMLP
+from ._trainer import GaussianNet, TrainedNetwork, train_network
+
+__all__ = [
+    "ACTIVATIONS",
+    "LR_SCHEDULES",
+    "OPTIMIZERS",
+    "TRAINING_DEFAULTS",
+    "BestWeights",
+    "DivergenceGuard",
+    "GaussianMLP",
+    "GaussianNLLLoss",
+    "GaussianNet",
+    "TensorBatchIterator",
+    "TensorDataset",
+    "TrainedNetwork",
+    "gaussian_nll_loss",
+    "layers_from_params",
+    "normalize_config",
+    "resolve_device",
+    "train_network",
+]

@@ -1,0 +1,102 @@
+"""skorch callbacks of the trainer: best-epoch weights with early stopping, divergence guard."""
+
+import logging
+import math
+
+from skorch.callbacks import Callback
+
+from ..exceptions import TrainingDivergedError
+
+__all__ = ["BestWeights", "DivergenceGuard", "StopTraining"]
+
+logger = logging.getLogger(__name__)
+
+
+class StopTraining(Exception):
+    """Raised by a callback to end training normally (caught by the trainer's ``partial_fit``).
+
+    skorch's own ``EarlyStopping`` raises ``KeyboardInterrupt`` for this and skorch swallows
+    every ``KeyboardInterrupt``, which would also swallow a user's Ctrl-C. The trainer lets
+    ``KeyboardInterrupt`` through and uses this signal instead.
+    """
+
+
+class BestWeights(Callback):
+    """Keep a copy of the weights of the best epoch; optionally stop when it stops improving.
+
+    Parameters
+    ----------
+    monitor : str, default="valid_loss"
+        History key to minimise.
+    patience : int or None, default=None
+        Stop after this many epochs without improvement; None never stops early.
+    min_delta : float, default=0.0
+        Smallest decrease that counts as an improvement.
+
+    Attributes
+    ----------
+    best_score_ : float
+    best_epoch_ : int
+        1-based epoch whose weights are restored at the end of training.
+    """
+
+    def __init__(self, monitor="valid_loss", patience=None, min_delta=0.0):
+        self.monitor = monitor
+        self.patience = patience
+        self.min_delta = min_delta
+
+    def initialize(self):
+        self.best_score_ = math.inf
+        self.best_epoch_ = 0
+        self.best_state_ = None
+        self.misses_ = 0
+        return self
+
+    def on_train_begin(self, net, **kwargs):
+        self.initialize()
+
+    def on_epoch_end(self, net, **kwargs):
+        score = net.history[-1][self.monitor]
+        improved = score < self.best_score_ - self.min_delta
+        net.history.record(f"{self.monitor}_best", bool(improved))
+        if improved:
+            self.best_score_ = score
+            self.best_epoch_ = len(net.history)
+            # A real copy: the live parameters keep changing after this epoch.
+            self.best_state_ = {k: v.detach().clone() for k, v in
+                                net.module_.state_dict().items()}
+            self.misses_ = 0
+            return
+        self.misses_ += 1
+        if self.patience is not None and self.misses_ >= self.patience:
+            logger.debug("stopping at epoch %d: %s has not improved for %d epochs (best %.4f "
+                         "at epoch %d)", len(net.history), self.monitor, self.misses_,
+                         self.best_score_, self.best_epoch_)
+            raise StopTraining
+
+    def on_train_end(self, net, **kwargs):
+        if self.best_state_ is not None:
+            net.module_.load_state_dict(self.best_state_)
+
+
+class DivergenceGuard(Callback):
+    """Raise :class:`~autodeuq.exceptions.TrainingDivergedError` on a non-finite epoch loss.
+
+    The epoch loss is the mean of the batch losses, so one NaN or infinite batch shows here
+    without a check (and a device synchronisation) on every batch.
+    """
+
+    def __init__(self, keys=("train_loss", "valid_loss")):
+        self.keys = keys
+
+    def on_epoch_end(self, net, **kwargs):
+        row = net.history[-1]
+        for key in self.keys:
+            value = row.get(key)
+            if value is not None and not math.isfinite(value):
+                epoch = len(net.history)
+                raise TrainingDivergedError(
+                    f"{key} became {value} at epoch {epoch}: the network diverged. Lower the "
+                    "learning rate, set gradient_clip, or standardize the inputs.",
+                    epoch=epoch, loss_name=key,
+                )
