@@ -1,0 +1,19 @@
+"""autodeuq: automated deep ensembles with uncertainty quantification.
+
+Scikit-learn estimators on PyTorch, skorch and Dask that predict a mean and say how sure they
+are, splitting the predictive variance into aleatoric (noise in the data) and epistemic (lack
+of knowledge) parts.
+"""
+
+__version__ = "0.1.0.dev0"
+
+from .estimators import DeepEnsembleRegressor, GaussianMLPRegressor
+from .uncertainty import NormalMixture, PredictiveUncertainty
+
+__all__ = [
+    "DeepEnsembleRegressor",
+    "GaussianMLPRegressor",
+    "NormalMixture",
+    "PredictiveUncertainty",
+    "__version__",
+]

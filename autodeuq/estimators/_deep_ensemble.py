@@ -1,0 +1,175 @@
+"""DeepEnsembleRegressor: several Gaussian networks combined as a weighted Gaussian mixture."""
+
+import numbers
+
+import numpy as np
+from joblib import Parallel, delayed
+from sklearn.base import BaseEstimator, RegressorMixin, clone
+from sklearn.utils.validation import validate_data
+
+from ..uncertainty import NormalMixture
+from ._base import UncertaintyRegressorMixin, check_fitted, check_target, seed_sequence
+from ._gaussian_mlp import GaussianMLPRegressor
+
+__all__ = ["DeepEnsembleRegressor"]
+
+_DEFAULT_N_MEMBERS = 5
+
+
+def _fit_member(member, X, y):
+    return member.fit(X, y)
+
+
+class DeepEnsembleRegressor(UncertaintyRegressorMixin, RegressorMixin, BaseEstimator):
+    """A deep ensemble: Gaussian networks whose predictions form a weighted Gaussian mixture.
+
+    By default it trains ``n_members`` copies of one network from different random
+    initializations (and different validation splits), as in Lakshminarayanan et al. (2017).
+    Given ``members`` (estimators or configurations, e.g. the ones AutoDEUQ selected) and
+    ``weights``, it trains those instead.
+
+    The predictive distribution for ``x`` is the mixture ``sum_i w_i N(mu_i(x), sigma_i(x)^2)``.
+    Its variance splits exactly into an aleatoric part ``sum_i w_i sigma_i^2`` (noise the
+    members agree is in the data) and an epistemic part ``sum_i w_i (mu_i - mu)^2`` (their
+    disagreement, large where the data say little).
+
+    Parameters
+    ----------
+    estimator : GaussianMLPRegressor or None, default=None
+        Template of every member; None means ``GaussianMLPRegressor()``. Members given as
+        configurations take the template's other parameters (validation fraction, device...).
+    n_members : int or None, default=None
+        Number of members: 5 when ``members`` is None, else ``len(members)`` (giving another
+        value is an error).
+    members : sequence of GaussianMLPRegressor or dict, or None, default=None
+        Explicit members, as unfitted estimators or configurations.
+    weights : sequence of float or None, default=None
+        Mixture weight of each member (non-negative, normalised to sum to 1); None for equal
+        weights.
+    random_state : int, RandomState, Generator or None, default=None
+        Seeds every member (each gets its own seed spawned from this one; a member's own
+        ``random_state`` is replaced).
+    n_jobs : int or None, default=None
+        Members trained in parallel with joblib; None trains them one after another.
+    verbose : int, default=0
+
+    Attributes
+    ----------
+    estimators_ : list of GaussianMLPRegressor
+        The fitted members.
+    weights_ : ndarray of shape (n_members,)
+        Normalised mixture weights.
+    n_features_in_ : int
+    feature_names_in_ : ndarray of str
+        Only when X has feature names.
+
+    Examples
+    --------
+    >>> from autodeuq import DeepEnsembleRegressor
+    >>> from autodeuq.datasets import make_tutorial_regression
+    >>> X, y, X_test, y_test = make_tutorial_regression(random_state=0)
+    >>> est = DeepEnsembleRegressor(random_state=0).fit(X, y)
+    >>> mean, total, aleatoric, epistemic = est.predict_uncertainty(X_test)
+    """
+
+    def __init__(self, estimator=None, n_members=None, members=None, weights=None,
+                 random_state=None, n_jobs=None, verbose=0):
+        self.estimator = estimator
+        self.n_members = n_members
+        self.members = members
+        self.weights = weights
+        self.random_state = random_state
+        self.n_jobs = n_jobs
+        self.verbose = verbose
+
+    def _make_members(self):
+        template = GaussianMLPRegressor() if self.estimator is None else self.estimator
+        if not isinstance(template, GaussianMLPRegressor):
+            raise TypeError(f"estimator must be a GaussianMLPRegressor or None; got "
+                            f"{type(template).__name__}. Wrap other models differently.")
+        n = self.n_members
+        if n is not None and (not isinstance(n, numbers.Integral) or isinstance(n, bool)
+                              or n < 1):
+            raise ValueError(f"n_members must be an int >= 1 or None; got {n!r}. "
+                             f"None means {_DEFAULT_N_MEMBERS}.")
+        if self.members is None:
+            return [clone(template) for _ in range(n or _DEFAULT_N_MEMBERS)]
+        if isinstance(self.members, (str, dict)) or not hasattr(self.members, "__len__"):
+            raise TypeError(f"members must be a list of GaussianMLPRegressor or config dicts; "
+                            f"got {type(self.members).__name__}. Wrap a single one in a list.")
+        if len(self.members) == 0:
+            raise ValueError("members must hold at least one member; got an empty list. Pass "
+                             "members=None to train n_members copies of estimator.")
+        if n is not None and n != len(self.members):
+            raise ValueError(f"n_members must equal len(members) ({len(self.members)}) when "
+                             f"members is given; got n_members={n}. Leave n_members=None.")
+        members = []
+        for i, member in enumerate(self.members):
+            if isinstance(member, dict):
+                members.append(clone(template).set_params(
+                    **GaussianMLPRegressor.params_from_config(member)))
+            elif isinstance(member, GaussianMLPRegressor):
+                members.append(clone(member))
+            else:
+                raise TypeError(f"members[{i}] must be a GaussianMLPRegressor or a config dict; "
+                                f"got {type(member).__name__}.")
+        return members
+
+    def _check_weights(self, n_members):
+        if self.weights is None:
+            return np.full(n_members, 1.0 / n_members)
+        weights = np.asarray(self.weights, dtype=float)
+        if weights.shape != (n_members,):
+            raise ValueError(f"weights must have one value per member ({n_members}); got shape "
+                             f"{weights.shape}. Pass weights=None for equal weights.")
+        if not np.all(np.isfinite(weights)) or np.any(weights < 0) or weights.sum() <= 0:
+            raise ValueError(f"weights must be finite, >= 0 and not all 0; got "
+                             f"{weights.tolist()}. Pass weights=None for equal weights.")
+        return weights / weights.sum()
+
+    def fit(self, X, y):
+        """Fit every member on (X, y).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+
+        Returns
+        -------
+        self
+        """
+        members = self._make_members()
+        weights = self._check_weights(len(members))
+        for member in members:
+            member._check_params()
+        check_target(y)
+        X, y = validate_data(self, X, y, y_numeric=True, dtype=np.float64)
+        seeds = seed_sequence(self.random_state).spawn(len(members))
+        for member, seed in zip(members, seeds, strict=True):
+            member.set_params(random_state=int(seed.generate_state(1)[0]))
+        fitted = Parallel(n_jobs=self.n_jobs, verbose=self.verbose)(
+            delayed(_fit_member)(member, X, y) for member in members
+        )
+        self.estimators_ = list(fitted)
+        self.weights_ = weights
+        return self
+
+    def predict_distribution(self, X):
+        """Predict the mixture of the members' Gaussians for every row of X.
+
+        Returns
+        -------
+        autodeuq.uncertainty.NormalMixture
+            ``n_members`` components per sample, with ``weights_``, in the units of y.
+        """
+        check_fitted(self, "estimators_")
+        X = validate_data(self, X, reset=False, dtype=np.float64)
+        parts = [member.predict_distribution(X) for member in self.estimators_]
+        return NormalMixture(np.stack([p.mean for p in parts]), np.stack([p.std for p in parts]),
+                             self.weights_)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        return tags
