@@ -37,8 +37,11 @@ def make_tutorial_regression(n_samples_per_region=200, n_test=400, noise=(0.5, 1
     for name, value in (("n_samples_per_region", n_samples_per_region), ("n_test", n_test)):
         if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
             raise ValueError(f"{name} must be an int >= 1; got {value!r}.")
-    if len(noise) != 2 or min(noise) < 0:
-        raise ValueError(f"noise must be two standard deviations >= 0; got {noise!r}.")
+    noise_arr = np.asarray(noise, dtype=float) if np.ndim(noise) == 1 else None
+    if noise_arr is None or noise_arr.shape != (2,) or not np.all(np.isfinite(noise_arr)) \
+            or np.any(noise_arr < 0):
+        raise ValueError(f"noise must be two finite standard deviations >= 0 (left, right "
+                         f"region); got {noise!r}. Pass e.g. noise=(0.5, 1.0).")
     rng = check_random_state(random_state)
     left = rng.uniform(-30, -20, n_samples_per_region)
     right = rng.uniform(20, 30, n_samples_per_region)

@@ -34,7 +34,7 @@ def load_uci(name, split=0, data_dir=None):
     X_train, y_train, X_test, y_test : ndarray
     """
     if data_dir is None:
-        data_dir = os.environ.get(_ENV)
+        data_dir = os.environ.get(_ENV) or None
         if data_dir is None:
             raise ValueError(f"data_dir must be given (the folder holding {name}.npz); got None "
                              f"and ${_ENV} is not set. Pass data_dir= or set {_ENV}.")
@@ -50,6 +50,9 @@ def load_uci(name, split=0, data_dir=None):
             raise ValueError(f"{path} must hold arrays X, y and test_mask; it lacks "
                              f"{sorted(missing)}.")
         X, y, masks = data["X"], data["y"], data["test_mask"]
+    if X.ndim != 2 or y.shape != (len(X),) or masks.ndim != 2 or masks.shape[1] != len(X):
+        raise ValueError(f"{path} must hold X (n, d), y (n,) and test_mask (n_splits, n); got "
+                         f"shapes {X.shape}, {y.shape} and {masks.shape}.")
     if not isinstance(split, (int, np.integer)) or isinstance(split, bool) or not (
             0 <= split < len(masks)):
         raise ValueError(f"split must be an int in [0, {len(masks) - 1}] for {name}; got "

@@ -7,22 +7,17 @@ from skorch.callbacks import Callback
 
 from ..exceptions import TrainingDivergedError
 
-__all__ = ["BestWeights", "DivergenceGuard", "StopTraining"]
+__all__ = ["BestWeights", "DivergenceGuard"]
 
 logger = logging.getLogger(__name__)
 
 
-class StopTraining(Exception):
-    """Raised by a callback to end training normally (caught by the trainer's ``partial_fit``).
-
-    skorch's own ``EarlyStopping`` raises ``KeyboardInterrupt`` for this and skorch swallows
-    every ``KeyboardInterrupt``, which would also swallow a user's Ctrl-C. The trainer lets
-    ``KeyboardInterrupt`` through and uses this signal instead.
-    """
-
-
 class BestWeights(Callback):
     """Keep a copy of the weights of the best epoch; optionally stop when it stops improving.
+
+    To stop, it sets ``net.stop_training_``; the trainer ends training once every callback has
+    seen the epoch. (skorch's own ``EarlyStopping`` raises ``KeyboardInterrupt`` instead, which
+    skips the callbacks after it and makes a user's Ctrl-C indistinguishable from a stop.)
 
     Parameters
     ----------
@@ -72,7 +67,7 @@ class BestWeights(Callback):
             logger.debug("stopping at epoch %d: %s has not improved for %d epochs (best %.4f "
                          "at epoch %d)", len(net.history), self.monitor, self.misses_,
                          self.best_score_, self.best_epoch_)
-            raise StopTraining
+            net.stop_training_ = True
 
     def on_train_end(self, net, **kwargs):
         if self.best_state_ is not None:

@@ -20,6 +20,14 @@ class TensorDataset(Dataset):
                                  dtype=dtype, device=device)
         self.y = None if y is None else torch.as_tensor(
             np.asarray(y) if not torch.is_tensor(y) else y, dtype=dtype, device=device)
+        if self.X.ndim != 2:
+            raise ValueError(f"X must be 2-D (n_samples, n_features); got shape "
+                             f"{tuple(self.X.shape)}. Reshape it, e.g. X.reshape(-1, 1).")
+        if self.y is not None and self.y.ndim == 2 and self.y.shape[1] == 1:
+            self.y = self.y.reshape(-1)
+        if self.y is not None and self.y.ndim != 1:
+            raise ValueError(f"y must be 1-D (one target per row); got shape "
+                             f"{tuple(self.y.shape)}. Train one network per target.")
         if self.y is not None and len(self.y) != len(self.X):
             raise ValueError(f"X and y must have the same length; got {len(self.X)} and "
                              f"{len(self.y)}.")

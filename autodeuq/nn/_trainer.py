@@ -7,8 +7,9 @@ What it changes from skorch as it comes, and why:
 * one epoch is a tight loop: the module's train/eval mode is set once per epoch, not per
   batch; callbacks are notified only of the batch events they implement; the epoch loss is
   the size-weighted mean of the batch losses, reduced once per epoch (no per-batch history);
-* early stopping ends training with a private signal, so a user's Ctrl-C
-  (``KeyboardInterrupt``) is not swallowed as skorch does;
+* a callback ends training by setting ``net.stop_training_``, checked once every callback has
+  seen the epoch, and a user's Ctrl-C (``KeyboardInterrupt``) propagates instead of being
+  swallowed as skorch does;
 * the weights of the best validation epoch are restored from a real copy
   (:class:`BestWeights`), and a non-finite epoch loss raises ``TrainingDivergedError``.
 """
@@ -24,7 +25,7 @@ from skorch.callbacks import Callback, EpochTimer, GradientNormClipping, LRSched
 from skorch.helper import predefined_split
 from torch.utils.data import Dataset
 
-from ._callbacks import BestWeights, DivergenceGuard, StopTraining
+from ._callbacks import BestWeights, DivergenceGuard
 from ._config import normalize_config
 from ._data import TensorBatchIterator, TensorDataset
 from ._device import resolve_device
@@ -60,6 +61,9 @@ class GaussianNet(NeuralNet):
                          iterator_valid=iterator_valid, train_split=train_split,
                          verbose=verbose, **kwargs)
 
+    class _Stop(Exception):
+        """Signal from ``notify`` to ``partial_fit`` that a callback asked to stop."""
+
     @property
     def _default_callbacks(self):
         callbacks = [("epoch_timer", EpochTimer())]
@@ -69,6 +73,8 @@ class GaussianNet(NeuralNet):
 
     def initialize_callbacks(self):
         super().initialize_callbacks()
+        # The epoch table goes last, so it shows what every other callback recorded.
+        self.callbacks_.sort(key=lambda item: item[0] == "print_log")
         # Only callbacks that override a batch hook are called per batch.
         self.batch_hooks_ = {
             name: [cb for _, cb in self.callbacks_
@@ -82,13 +88,23 @@ class GaussianNet(NeuralNet):
             return X
         return TensorDataset(X, y, device=self.device)
 
+    def on_train_begin(self, net, X=None, y=None, **kwargs):
+        self.stop_training_ = False
+
+    def notify(self, method_name, **cb_kwargs):
+        super().notify(method_name, **cb_kwargs)
+        if method_name == "on_epoch_end" and self.stop_training_:
+            raise self._Stop
+
     def partial_fit(self, X, y=None, classes=None, **fit_params):
+        # As skorch's, except that only a requested stop ends training quietly: skorch catches
+        # every KeyboardInterrupt, so Ctrl-C would return a half-trained net as if it were done.
         if not self.initialized_:
             self.initialize()
         self.notify("on_train_begin", X=X, y=y)
         try:
             self.fit_loop(X, y, **fit_params)
-        except StopTraining:
+        except self._Stop:
             pass
         self.notify("on_train_end", X=X, y=y)
         return self
@@ -179,8 +195,6 @@ def _optimizer_params(config, device):
 
 def _callbacks(config, has_valid):
     callbacks = [("divergence_guard", DivergenceGuard())]
-    if has_valid:
-        callbacks.append(("best_weights", BestWeights("valid_loss", patience=config["patience"])))
     if config["lr_schedule"] == "cosine":
         callbacks.append(("lr_scheduler", LRScheduler(
             policy=torch.optim.lr_scheduler.CosineAnnealingLR, T_max=config["max_epochs"])))
@@ -191,6 +205,8 @@ def _callbacks(config, has_valid):
             factor=0.5, patience=max(2, (config["patience"] or 20) // 4))))
     if config["gradient_clip"] is not None:
         callbacks.append(("gradient_clip", GradientNormClipping(config["gradient_clip"])))
+    if has_valid:
+        callbacks.append(("best_weights", BestWeights("valid_loss", patience=config["patience"])))
     return callbacks
 
 
