@@ -30,7 +30,7 @@ class GaussianMLPRegressor(UncertaintyRegressorMixin, RegressorMixin, BaseEstima
 
     Parameters
     ----------
-    hidden_layer_sizes : sequence of int, default=(64, 64)
+    hidden_layer_sizes : sequence of int, default=(128, 128)
         Width of each hidden layer; ``()`` gives a linear Gaussian model.
     activation : str or sequence of str, default="relu"
         One of ``autodeuq.nn.ACTIVATIONS``, for every layer or one per layer.
@@ -40,7 +40,7 @@ class GaussianMLPRegressor(UncertaintyRegressorMixin, RegressorMixin, BaseEstima
         Extra inputs of each layer: earlier outputs (0 is the input features) projected to the
         layer's width and added. ``"all"`` connects every earlier output.
     optimizer : {"adam", "adamw", "sgd", "rmsprop"}, default="adam"
-    learning_rate : float, default=1e-3
+    learning_rate : float, default=3e-3
     batch_size : int, default=32
     max_epochs : int, default=1000
     weight_decay : float, default=0.0
@@ -48,7 +48,7 @@ class GaussianMLPRegressor(UncertaintyRegressorMixin, RegressorMixin, BaseEstima
     early_stopping : bool, default=True
         Stop when the validation NLL has not improved for ``patience`` epochs. The best
         epoch's weights are restored either way when there is validation data.
-    patience : int, default=50
+    patience : int, default=100
     validation_fraction : float, default=0.1
         Fraction of the training data held out for early stopping and weight restoring, in
         [0, 1). With 0, training runs ``max_epochs`` and keeps the last weights.
@@ -91,9 +91,9 @@ class GaussianMLPRegressor(UncertaintyRegressorMixin, RegressorMixin, BaseEstima
     >>> mean, std = est.predict(X_test, return_std=True)
     """
 
-    def __init__(self, hidden_layer_sizes=(64, 64), activation="relu", dropout=0.0,
-                 skip_connections=None, optimizer="adam", learning_rate=1e-3, batch_size=32,
-                 max_epochs=1000, weight_decay=0.0, early_stopping=True, patience=50,
+    def __init__(self, hidden_layer_sizes=(128, 128), activation="relu", dropout=0.0,
+                 skip_connections=None, optimizer="adam", learning_rate=3e-3, batch_size=32,
+                 max_epochs=1000, weight_decay=0.0, early_stopping=True, patience=100,
                  validation_fraction=0.1, lr_schedule=None, gradient_clip=None,
                  random_state=None, device="cpu", verbose=0):
         self.hidden_layer_sizes = hidden_layer_sizes
@@ -141,8 +141,8 @@ class GaussianMLPRegressor(UncertaintyRegressorMixin, RegressorMixin, BaseEstima
             "gradient_clip": self.gradient_clip,
         })
 
-    @staticmethod
-    def params_from_config(config):
+    @classmethod
+    def params_from_config(cls, config):
         """Map a configuration to the estimator parameters that reproduce it.
 
         Parameters
@@ -169,7 +169,7 @@ class GaussianMLPRegressor(UncertaintyRegressorMixin, RegressorMixin, BaseEstima
             "max_epochs": config["max_epochs"],
             "weight_decay": config["weight_decay"],
             "early_stopping": config["patience"] is not None,
-            "patience": config["patience"] if config["patience"] is not None else 50,
+            "patience": config["patience"] if config["patience"] is not None else cls().patience,
             "lr_schedule": config["lr_schedule"],
             "gradient_clip": config["gradient_clip"],
         }
