@@ -30,11 +30,14 @@ def plot(X_train, y_train, X_test, y_test, unc, path):
         return
     x = X_test[:, 0]
     fig, ax = plt.subplots(figsize=(9, 4.5), constrained_layout=True)
-    ax.fill_between(x, unc.mean - 1.96 * unc.total_std, unc.mean + 1.96 * unc.total_std,
-                    color="tab:orange", alpha=0.3, label="95% total (aleatoric + epistemic)")
-    ax.fill_between(x, unc.mean - 1.96 * unc.aleatoric_std,
-                    unc.mean + 1.96 * unc.aleatoric_std, color="tab:blue", alpha=0.35,
-                    label="95% aleatoric only")
+    # The aleatoric band, then what the epistemic part adds on each side of it.
+    alea_lo, alea_hi = unc.mean - 1.96 * unc.aleatoric_std, unc.mean + 1.96 * unc.aleatoric_std
+    total_lo, total_hi = unc.mean - 1.96 * unc.total_std, unc.mean + 1.96 * unc.total_std
+    ax.fill_between(x, alea_lo, alea_hi, color="tab:blue", alpha=0.35,
+                    label="95% band, aleatoric only")
+    ax.fill_between(x, total_lo, alea_lo, color="tab:orange", alpha=0.35,
+                    label="widened by epistemic")
+    ax.fill_between(x, alea_hi, total_hi, color="tab:orange", alpha=0.35)
     ax.scatter(X_train[:, 0], y_train, s=4, color="k", alpha=0.5, label="training data")
     ax.plot(x, y_test, "k--", lw=1, label="true 2 sin(x)")
     ax.plot(x, unc.mean, color="tab:red", lw=1.5, label="ensemble mean")

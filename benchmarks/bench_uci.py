@@ -1,0 +1,112 @@
+"""UCI regression benchmark: test NLL, RMSE and coverage next to the published numbers.
+
+Runs each estimator on each standard split of the UCI datasets (the PBP protocol; files as in
+``../shared/data/uci``) and prints a markdown table of means over splits: test NLL of the exact
+mixture and of the moment-matched Gaussian (original units), RMSE, 90% interval coverage and
+wall time per split, beside the published anchors on the same splits.
+
+    python benchmarks/bench_uci.py --datasets yacht energy concrete --splits 0 1 2
+    python benchmarks/bench_uci.py --estimators deep_ensemble gaussian_mlp --json out.json
+"""
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from autodeuq import DeepEnsembleRegressor, GaussianMLPRegressor
+from autodeuq.datasets import UCI_DATASETS, load_uci
+from autodeuq.uncertainty import regression_report
+
+DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "uci"
+
+# Published RMSE / NLL on these splits (means over 20 splits; ../shared/data/uci/README.md).
+PUBLISHED = {
+    "concrete": {"Deep Ensembles": (6.03, 3.06), "MC dropout 2018": (4.82, 2.93),
+                 "NGBoost": (None, 3.04)},
+    "energy": {"Deep Ensembles": (2.09, 1.38), "MC dropout 2018": (0.54, 1.21),
+               "NGBoost": (None, 0.60)},
+    "kin8nm": {"Deep Ensembles": (0.09, -1.20), "MC dropout 2018": (0.08, -1.14),
+               "NGBoost": (None, -0.49)},
+    "power-plant": {"Deep Ensembles": (4.11, 2.79), "MC dropout 2018": (4.01, 2.80),
+                    "NGBoost": (None, 2.79)},
+    "yacht": {"Deep Ensembles": (1.58, 1.18), "MC dropout 2018": (0.67, 1.25),
+              "NGBoost": (None, 0.20)},
+}
+
+# Default parameters are what is benchmarked; member parameters are only for smoke tests.
+ESTIMATORS = {
+    "deep_ensemble": lambda seed, **member: DeepEnsembleRegressor(
+        GaussianMLPRegressor(**member), random_state=seed),
+    "gaussian_mlp": lambda seed, **member: GaussianMLPRegressor(random_state=seed, **member),
+}
+
+
+def run_split(name, dataset, split, data_dir, max_epochs=None):
+    X_train, y_train, X_test, y_test = load_uci(dataset, split, data_dir)
+    member = {} if max_epochs is None else {"max_epochs": max_epochs}
+    est = ESTIMATORS[name](split, **member)
+    start = time.perf_counter()
+    est.fit(X_train, y_train)
+    seconds = time.perf_counter() - start
+    report = regression_report(y_test, est.predict_distribution(X_test), level=0.9)
+    return {"estimator": name, "dataset": dataset, "split": split, "seconds": seconds,
+            **{k: float(v) for k, v in report.items()}}
+
+
+def summarize(rows):
+    groups = {}
+    for row in rows:
+        groups.setdefault(row["dataset"], {}).setdefault(row["estimator"], []).append(row)
+    lines = ["| dataset | model | splits | NLL | NLL (moment-matched) | RMSE | 90% coverage | "
+             "seconds/split |", "|---|---|---|---|---|---|---|---|"]
+
+    def stat(group, key):
+        values = [r[key] for r in group]
+        sd = statistics.stdev(values) if len(values) > 1 else 0.0
+        return f"{statistics.mean(values):.3f} ± {sd:.3f}"
+
+    for dataset, by_name in groups.items():
+        for name, group in by_name.items():
+            lines.append(f"| {dataset} | {name} | {len(group)} | {stat(group, 'nll')} | "
+                         f"{stat(group, 'nll_moment_matched')} | {stat(group, 'rmse')} | "
+                         f"{stat(group, 'coverage')} | "
+                         f"{statistics.mean(r['seconds'] for r in group):.1f} |")
+        for paper, (rmse, nll) in PUBLISHED.get(dataset, {}).items():
+            lines.append(f"| {dataset} | *{paper} (published)* | 20 | {nll:.2f} | | "
+                         f"{'' if rmse is None else f'{rmse:.2f}'} | | |")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+    parser.add_argument("--datasets", nargs="+", default=["yacht", "energy", "concrete"],
+                        choices=UCI_DATASETS)
+    parser.add_argument("--splits", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--estimators", nargs="+", default=["deep_ensemble"],
+                        choices=sorted(ESTIMATORS))
+    parser.add_argument("--json", type=Path, help="also write every split's row here")
+    parser.add_argument("--max-epochs", type=int, help="override the defaults (smoke tests)")
+    args = parser.parse_args(argv)
+    if not args.data_dir.is_dir():
+        parser.error(f"--data-dir {args.data_dir} is not a directory")
+
+    rows = []
+    for dataset in args.datasets:
+        for name in args.estimators:
+            for split in args.splits:
+                row = run_split(name, dataset, split, args.data_dir, args.max_epochs)
+                rows.append(row)
+                print(f"{dataset:<12} {name:<14} split {split}: NLL {row['nll']:.3f} "
+                      f"RMSE {row['rmse']:.3f} cov {row['coverage']:.2f} "
+                      f"{row['seconds']:.1f}s", file=sys.stderr, flush=True)
+    print(summarize(rows))
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()
