@@ -12,6 +12,7 @@ __all__ = [
     "AutoDEUQError",
     "ConfigError",
     "NotFittedError",
+    "TimeLimitExceeded",
     "TrainingDivergedError",
 ]
 
@@ -43,3 +44,7 @@ class TrainingDivergedError(AutoDEUQError, FloatingPointError):
         super().__init__(message)
         self.epoch = epoch
         self.loss_name = loss_name
+
+
+class TimeLimitExceeded(AutoDEUQError, TimeoutError):
+    """Training went past its time limit (a search trial's ``trial_timeout``)."""

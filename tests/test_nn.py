@@ -664,8 +664,8 @@ def test_gradient_clip_bounds_the_gradient_norm(data, monkeypatch, clip):
     recorder = _GradNormRecorder()
     original = trainer_module._callbacks
 
-    def with_recorder(config, has_valid):
-        return [*original(config, has_valid), ("grad_norm_recorder", recorder)]
+    def with_recorder(*args):
+        return [*original(*args), ("grad_norm_recorder", recorder)]
 
     monkeypatch.setattr(trainer_module, "_callbacks", with_recorder)
     Xt, yt, Xv, yv = data

@@ -1,6 +1,6 @@
 """Gaussian networks: configurations, the torch module, the loss and the trainer."""
 
-from ._callbacks import BestWeights, DivergenceGuard
+from ._callbacks import BestWeights, DivergenceGuard, TimeLimit
 from ._config import (
                       ACTIVATIONS,
                       LR_SCHEDULES,
@@ -27,6 +27,7 @@ __all__ = [
     "GaussianNet",
     "TensorBatchIterator",
     "TensorDataset",
+    "TimeLimit",
     "TrainedNetwork",
     "gaussian_nll_loss",
     "layers_from_params",

@@ -2,12 +2,13 @@
 
 import logging
 import math
+import time
 
 from skorch.callbacks import Callback
 
-from ..exceptions import TrainingDivergedError
+from ..exceptions import TimeLimitExceeded, TrainingDivergedError
 
-__all__ = ["BestWeights", "DivergenceGuard"]
+__all__ = ["BestWeights", "DivergenceGuard", "TimeLimit"]
 
 logger = logging.getLogger(__name__)
 
@@ -95,3 +96,33 @@ class DivergenceGuard(Callback):
                     "learning rate, set gradient_clip, or standardize the inputs.",
                     epoch=epoch, loss_name=key,
                 )
+
+
+class TimeLimit(Callback):
+    """End training once it has run ``seconds``, checked at the end of every epoch.
+
+    Parameters
+    ----------
+    seconds : float
+    graceful : bool, default=False
+        False raises :class:`~autodeuq.exceptions.TimeLimitExceeded` (a trial past its
+        timeout); True stops training as early stopping does, keeping the best weights so far
+        (a search whose time budget runs out).
+    """
+
+    def __init__(self, seconds, graceful=False):
+        self.seconds = seconds
+        self.graceful = graceful
+
+    def on_train_begin(self, net, **kwargs):
+        self.start_ = time.monotonic()
+
+    def on_epoch_end(self, net, **kwargs):
+        elapsed = time.monotonic() - self.start_
+        if elapsed > self.seconds and self.graceful:
+            net.stop_training_ = True
+        elif elapsed > self.seconds:
+            raise TimeLimitExceeded(
+                f"training ran {elapsed:.1f}s, past its time limit of {self.seconds}s, after "
+                f"{len(net.history)} epochs. Raise the limit or lower max_epochs."
+            )

@@ -25,7 +25,7 @@ from skorch.callbacks import Callback, EpochTimer, GradientNormClipping, LRSched
 from skorch.helper import predefined_split
 from torch.utils.data import Dataset
 
-from ._callbacks import BestWeights, DivergenceGuard
+from ._callbacks import BestWeights, DivergenceGuard, TimeLimit
 from ._config import normalize_config
 from ._data import TensorBatchIterator, TensorDataset
 from ._device import resolve_device
@@ -193,8 +193,12 @@ def _optimizer_params(config, device):
     return cls, params
 
 
-def _callbacks(config, has_valid):
+def _callbacks(config, has_valid, time_limit, stop_after):
     callbacks = [("divergence_guard", DivergenceGuard())]
+    if time_limit is not None:
+        callbacks.append(("time_limit", TimeLimit(time_limit)))
+    if stop_after is not None:
+        callbacks.append(("stop_after", TimeLimit(stop_after, graceful=True)))
     if config["lr_schedule"] == "cosine":
         callbacks.append(("lr_scheduler", LRScheduler(
             policy=torch.optim.lr_scheduler.CosineAnnealingLR, T_max=config["max_epochs"])))
@@ -211,7 +215,7 @@ def _callbacks(config, has_valid):
 
 
 def train_network(config, X_train, y_train, X_valid=None, y_valid=None, *, seed=None,
-                  device="cpu", verbose=0):
+                  device="cpu", time_limit=None, stop_after=None, verbose=0):
     """Train one Gaussian network described by a configuration.
 
     Parameters
@@ -228,6 +232,10 @@ def train_network(config, X_train, y_train, X_valid=None, y_valid=None, *, seed=
         saved and restored around training, so it is not disturbed.
     device : str, default="cpu"
         Where to train (see :func:`~autodeuq.nn.resolve_device`).
+    time_limit : float or None, default=None
+        Seconds after which training stops with ``TimeLimitExceeded`` (checked every epoch).
+    stop_after : float or None, default=None
+        Seconds after which training ends normally, with the best weights so far.
     verbose : int, default=0
         Print skorch's epoch table when > 0.
 
@@ -239,6 +247,8 @@ def train_network(config, X_train, y_train, X_valid=None, y_valid=None, *, seed=
     ------
     TrainingDivergedError
         If a training or validation epoch loss is NaN or infinite.
+    TimeLimitExceeded
+        If ``time_limit`` is set and training runs past it.
     """
     config = normalize_config(config)
     device = resolve_device(device)
@@ -264,7 +274,7 @@ def train_network(config, X_train, y_train, X_valid=None, y_valid=None, *, seed=
             iterator_train__seed=shuffle_seed,
             iterator_valid__batch_size=_VALID_BATCH_SIZE,
             train_split=train_split,
-            callbacks=_callbacks(config, has_valid),
+            callbacks=_callbacks(config, has_valid, time_limit, stop_after),
             device=device,
             verbose=verbose,
             **optimizer_params,
