@@ -9,7 +9,7 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import validate_data
 
-from ..nn import layers_from_params, normalize_config, resolve_device, train_network
+from ..nn import GaussianMLP, layers_from_params, normalize_config, resolve_device, train_network
 from ..uncertainty import NormalMixture
 from ._base import UncertaintyRegressorMixin, check_fitted, check_target, seed_sequence
 
@@ -241,6 +241,26 @@ class GaussianMLPRegressor(UncertaintyRegressorMixin, RegressorMixin, BaseEstima
         self.validation_nll_ = None if valid_loss is None else valid_loss + math.log(y_scale)
         self.module_ = result.module
         return self
+
+    @classmethod
+    def _from_trained(cls, config, state, *, n_features, y_mean, y_scale, history=None,
+                      n_epochs=0, best_epoch=0, validation_nll=None, **params):
+        """A fitted estimator from weights trained elsewhere (a search trial), on inputs that
+        are already scaled (its own input scaler is the identity)."""
+        config = normalize_config(config)
+        est = cls.from_config(config, **params)
+        module = GaussianMLP(n_features, config["layers"])
+        module.load_state_dict({k: torch.as_tensor(np.asarray(v)) for k, v in state.items()})
+        est.config_ = config
+        est.module_ = module.eval()
+        est.x_scaler_ = StandardScaler(with_mean=False, with_std=False).fit(
+            np.zeros((1, n_features)))
+        est.n_features_in_ = n_features
+        est.y_mean_, est.y_scale_ = float(y_mean), float(y_scale)
+        est.history_ = history or []
+        est.n_epochs_, est.best_epoch_ = n_epochs, best_epoch
+        est.validation_nll_ = validation_nll
+        return est
 
     def _predict_standardized(self, X):
         """Mean and variance of the standardized target, as float64 arrays."""

@@ -1,0 +1,34 @@
+"""Evaluation: training candidates (on Dask workers or in process) and the search loop.
+
+``DaskEvaluator`` is imported on first use, so ``import autodeuq`` does not pay for importing
+``distributed``.
+"""
+
+from ._base import Evaluator
+from ._journal import Journal, fingerprint
+from ._loop import run_search, trial_seed
+from ._result import STATUSES, TrialResult
+from ._serial import SerialEvaluator
+from ._train import train_candidate
+
+__all__ = [
+    "STATUSES",
+    "DaskEvaluator",
+    "Evaluator",
+    "Journal",
+    "SerialEvaluator",
+    "TorchThreads",
+    "TrialResult",
+    "fingerprint",
+    "run_search",
+    "train_candidate",
+    "trial_seed",
+]
+
+
+def __getattr__(name):
+    if name in ("DaskEvaluator", "TorchThreads"):
+        from . import _dask
+
+        return getattr(_dask, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,48 @@
+"""The evaluator interface: submit trials, collect finished results."""
+
+import abc
+
+__all__ = ["Evaluator"]
+
+
+class Evaluator(abc.ABC):
+    """Runs :func:`train_candidate` for submitted trials and hands back finished results.
+
+    Use as a context manager, or call :meth:`start` and :meth:`close`. ``collect`` blocks until
+    at least one trial finishes (or ``timeout`` passes), so a search loop submits a new trial
+    the moment a worker frees.
+    """
+
+    #: Number of trials that can run at once.
+    n_workers = 1
+
+    def start(self, data):
+        """Acquire resources and make ``data`` available to the workers (sent once)."""
+        return self
+
+    @abc.abstractmethod
+    def submit(self, trial_id, config, seed, stop_after=None):
+        """Start training ``config`` as trial ``trial_id``.
+
+        ``stop_after`` (seconds) ends its training normally, keeping the best weights so far:
+        the search's time budget is running out.
+        """
+
+    @abc.abstractmethod
+    def collect(self, timeout=None):
+        """Return a list of finished :class:`TrialResult`; at least one unless ``timeout``."""
+
+    @property
+    @abc.abstractmethod
+    def n_running(self):
+        """Trials submitted and not yet collected."""
+
+    @abc.abstractmethod
+    def close(self):
+        """Release what :meth:`start` acquired; safe to call twice."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

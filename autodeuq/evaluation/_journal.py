@@ -1,0 +1,109 @@
+"""Journal: every finished trial on disk, so an interrupted search resumes where it stopped.
+
+A directory holds ``meta.json`` (format version and a fingerprint of the data and search
+settings), ``journal.jsonl`` (one JSON line per finished trial) and ``weights/`` (one ``.npz``
+per successful trial: weights and validation predictions). Loading runs no code: JSON and
+``numpy.load(allow_pickle=False)`` only.
+
+Each trial's weights are written to a temporary file and renamed before its journal line is
+appended and flushed, so a crash at any point leaves either a complete trial or none (a
+half-written last line is ignored on load).
+"""
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ._result import TrialResult
+
+__all__ = ["JOURNAL_FORMAT", "Journal", "fingerprint"]
+
+JOURNAL_FORMAT = 1
+_STATE = "state."
+
+
+def fingerprint(data, settings):
+    """A digest of the training data and the search settings a journal belongs to."""
+    digest = hashlib.sha256()
+    for key in sorted(data):
+        array = np.ascontiguousarray(data[key])
+        digest.update(f"{key}:{array.dtype}:{array.shape}".encode())
+        digest.update(array.tobytes())
+    digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
+    return digest.hexdigest()
+
+
+class Journal:
+    """Append-only record of finished trials in ``directory``.
+
+    Parameters
+    ----------
+    directory : str or path-like
+        Created if missing.
+    fingerprint : str
+        Of the data and settings (see :func:`fingerprint`); a directory holding another
+        search is refused rather than mixed.
+    """
+
+    def __init__(self, directory, fingerprint):
+        self.directory = Path(directory)
+        self.fingerprint = fingerprint
+        self._weights = self.directory / "weights"
+        self._lines = self.directory / "journal.jsonl"
+        meta_path = self.directory / "meta.json"
+        if meta_path.exists():
+            try:
+                meta = json.loads(meta_path.read_text())
+            except ValueError as exc:
+                raise ValueError(f"checkpoint_dir={str(directory)!r}: meta.json is corrupted "
+                                 f"({exc}). Use an empty directory.") from None
+            if meta.get("format") != JOURNAL_FORMAT:
+                raise ValueError(f"checkpoint_dir={str(directory)!r} was written in journal "
+                                 f"format {meta.get('format')!r}; this version reads format "
+                                 f"{JOURNAL_FORMAT}. Use an empty directory.")
+            if meta.get("fingerprint") != fingerprint:
+                raise ValueError(f"checkpoint_dir={str(directory)!r} holds a search of other "
+                                 "data or settings, so it cannot be resumed with these. Use an "
+                                 "empty directory, or the same data, space and random_state.")
+        else:
+            self._weights.mkdir(parents=True, exist_ok=True)
+            meta_path.write_text(json.dumps({"format": JOURNAL_FORMAT,
+                                             "fingerprint": fingerprint}))
+        self._weights.mkdir(parents=True, exist_ok=True)
+
+    def load(self, with_arrays=True):
+        """The journaled trials, in the order they finished."""
+        if not self._lines.exists():
+            return []
+        results = []
+        for line in self._lines.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue  # the last line of a crash mid-write
+            result = TrialResult(**record)
+            path = self._weights / f"trial-{result.trial_id}.npz"
+            if with_arrays and result.ok:
+                with np.load(path, allow_pickle=False) as arrays:
+                    result.valid_mean = arrays["valid_mean"]
+                    result.valid_var = arrays["valid_var"]
+                    result.state = {k[len(_STATE):]: arrays[k] for k in arrays.files
+                                    if k.startswith(_STATE)}
+            results.append(result)
+        return results
+
+    def append(self, result):
+        """Write one finished trial (weights first, then its line)."""
+        if result.ok:
+            path = self._weights / f"trial-{result.trial_id}.npz"
+            tmp = path.with_suffix(".tmp.npz")
+            np.savez(tmp, valid_mean=result.valid_mean, valid_var=result.valid_var,
+                     **{_STATE + k: v for k, v in result.state.items()})
+            os.replace(tmp, path)
+        with open(self._lines, "a") as handle:
+            handle.write(json.dumps(result.record()) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())

@@ -1,0 +1,82 @@
+"""run_search: the asynchronous ask / submit / collect / tell loop."""
+
+import logging
+import time
+
+import numpy as np
+
+__all__ = ["run_search", "trial_seed"]
+
+logger = logging.getLogger(__name__)
+
+
+def trial_seed(sequence, trial_id):
+    """The seed of trial ``trial_id``: a child of ``sequence`` keyed by the id.
+
+    It depends only on the root seed and the id, not on the order trials finish in, so an
+    asynchronous search and its resumed continuation train each trial from the same seed.
+    """
+    child = np.random.SeedSequence(sequence.entropy,
+                                   spawn_key=(*sequence.spawn_key, int(trial_id)))
+    return int(child.generate_state(1)[0])
+
+
+def run_search(search, evaluator, seed_sequence, *, max_evals=None, time_budget=None,
+               on_result=None, n_done=0):
+    """Run a search until ``max_evals`` trials finished or ``time_budget`` seconds passed.
+
+    A new trial is submitted the moment a worker frees, so no worker waits for the slowest.
+    When the time budget runs out no new trial starts, and running ones end with the best
+    weights they have (their ``stop_after`` is the time left when they started).
+
+    Parameters
+    ----------
+    search : autodeuq.search.Search
+        Asked for configurations and told their outcomes.
+    evaluator : autodeuq.evaluation.Evaluator
+        Already started.
+    seed_sequence : numpy.random.SeedSequence
+        Root of every trial's seed (see :func:`trial_seed`).
+    max_evals : int or None
+        Trials to run in all, counting ``n_done``.
+    time_budget : float or None
+        Seconds from the call.
+    on_result : callable or None
+        Called with each :class:`TrialResult` as it arrives (journal, progress).
+    n_done : int, default=0
+        Trials finished before (a resumed search).
+
+    Returns
+    -------
+    list of TrialResult
+        The trials finished by this call, in the order they finished.
+    """
+    start = time.monotonic()
+
+    def time_left():
+        return None if time_budget is None else time_budget - (time.monotonic() - start)
+
+    def may_start():
+        left = time_left()
+        return ((max_evals is None or n_started < max_evals) and (left is None or left > 0))
+
+    results, n_started = [], n_done
+    while True:
+        while may_start() and evaluator.n_running < max(1, evaluator.n_workers):
+            trial = search.ask()
+            evaluator.submit(trial.trial_id, trial.config, trial_seed(seed_sequence,
+                                                                      trial.trial_id),
+                             stop_after=time_left())
+            n_started += 1
+        if evaluator.n_running == 0:
+            break
+        left = time_left()
+        for result in evaluator.collect(timeout=None if left is None or left <= 0 else left):
+            search.tell(result.trial_id, result.objective if result.ok else None,
+                        result.status)
+            results.append(result)
+            logger.debug("trial %d %s objective=%s on %s in %.1fs", result.trial_id,
+                         result.status, result.objective, result.worker, result.duration)
+            if on_result is not None:
+                on_result(result)
+    return results

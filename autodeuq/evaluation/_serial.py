@@ -1,0 +1,53 @@
+"""SerialEvaluator: trials run one at a time in this process (deterministic, no Dask)."""
+
+import time
+from collections import deque
+
+from ._base import Evaluator
+from ._train import train_candidate
+
+__all__ = ["SerialEvaluator"]
+
+
+class SerialEvaluator(Evaluator):
+    """Run each trial in the calling process when it is collected.
+
+    Parameters
+    ----------
+    device : str, default="cpu"
+    trial_timeout : float or None, default=None
+        Seconds of training per trial before it is recorded as ``"timeout"``.
+    """
+
+    n_workers = 1
+
+    def __init__(self, device="cpu", trial_timeout=None):
+        self.device = device
+        self.trial_timeout = trial_timeout
+        self._queue = deque()
+        self._data = None
+
+    def start(self, data):
+        self._data = data
+        return self
+
+    def submit(self, trial_id, config, seed, stop_after=None):
+        self._queue.append((trial_id, config, seed, stop_after, time.monotonic()))
+
+    def collect(self, timeout=None):
+        if not self._queue:
+            return []
+        trial_id, config, seed, stop_after, submitted = self._queue.popleft()
+        if stop_after is not None:  # the clock started at submission
+            stop_after = max(0.0, stop_after - (time.monotonic() - submitted))
+        return [train_candidate(config, self._data, seed, device=self.device,
+                                time_limit=self.trial_timeout, trial_id=trial_id,
+                                stop_after=stop_after)]
+
+    @property
+    def n_running(self):
+        return len(self._queue)
+
+    def close(self):
+        self._queue.clear()
+        self._data = None

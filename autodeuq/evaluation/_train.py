@@ -1,0 +1,91 @@
+"""train_candidate: the only code that runs on workers."""
+
+import os
+import time
+import traceback
+
+import numpy as np
+
+from ..exceptions import TimeLimitExceeded, TrainingDivergedError
+from ..nn import train_network
+from ._result import TrialResult
+
+__all__ = ["train_candidate", "worker_name"]
+
+
+def worker_name():
+    """The Dask worker address this runs on, or ``local:<pid>`` outside a worker."""
+    try:
+        from distributed import get_worker
+
+        return get_worker().address
+    except (ImportError, ValueError):
+        return f"local:{os.getpid()}"
+
+
+def network_config(config):
+    """A network config from a flat search config (or the network config itself)."""
+    if "layers" in config:
+        return config
+    from ..space import to_network_config
+
+    return to_network_config(config)
+
+
+def train_candidate(config, data, seed, device="cpu", time_limit=None, trial_id=-1,
+                    stop_after=None):
+    """Train one candidate and return a :class:`TrialResult`; never raises for a bad candidate.
+
+    Parameters
+    ----------
+    config : dict
+        Flat search configuration, or a network configuration (with ``"layers"``).
+    data : dict
+        ``X_train``, ``y_train``, ``X_valid``, ``y_valid``: standardized float32 arrays (on
+        Dask, scattered once to every worker).
+    seed : int
+        Seeds initialisation, dropout and shuffling.
+    device : str, default="cpu"
+    time_limit : float or None, default=None
+        Seconds of training after which the trial is recorded as ``"timeout"``.
+    trial_id : int, default=-1
+    stop_after : float or None, default=None
+        Seconds after which training ends normally with the best weights so far (the search's
+        time budget is running out).
+
+    Returns
+    -------
+    TrialResult
+        ``"success"`` with objective, validation predictions and weights; or ``"diverged"``,
+        ``"timeout"`` or ``"failed"`` with the error text. Only ``KeyboardInterrupt`` and
+        ``SystemExit`` propagate.
+    """
+    start = time.time()
+    common = {"trial_id": trial_id, "config": config, "seed": int(seed), "start": start,
+              "worker": worker_name()}
+    try:
+        trained = train_network(network_config(config), data["X_train"], data["y_train"],
+                                data["X_valid"], data["y_valid"], seed=int(seed), device=device,
+                                time_limit=time_limit, stop_after=stop_after)
+        import torch
+
+        X_valid = torch.as_tensor(data["X_valid"], dtype=torch.float32)
+        with torch.inference_mode():
+            mean, var = trained.module(X_valid)
+        objective = trained.best_valid_loss
+        if objective is None or not np.isfinite(objective):
+            raise TrainingDivergedError(f"validation NLL is {objective}")
+        return TrialResult(
+            status="success", objective=float(objective),
+            valid_mean=mean.numpy().copy(), valid_var=var.numpy().copy(),
+            state={k: v.detach().cpu().numpy().copy()
+                   for k, v in trained.module.state_dict().items()},
+            n_epochs=trained.n_epochs, best_epoch=trained.best_epoch, end=time.time(),
+            **common)
+    except TrainingDivergedError as exc:
+        status, error = "diverged", f"{type(exc).__name__}: {exc}"
+    except TimeLimitExceeded as exc:
+        status, error = "timeout", f"{type(exc).__name__}: {exc}"
+    except Exception:  # a bad candidate is a result, never a crash of the search
+        status, error = "failed", traceback.format_exc(limit=20)
+    return TrialResult(status=status, error=error, end=time.time(), **common)

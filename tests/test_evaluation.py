@@ -1,0 +1,362 @@
+"""Evaluation: train_candidate's outcomes, the journal, and the evaluators on real Dask."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+from autodeuq.evaluation import (
+    Journal,
+    SerialEvaluator,
+    TrialResult,
+    fingerprint,
+    run_search,
+    train_candidate,
+    trial_seed,
+)
+
+distributed = pytest.importorskip("distributed")
+
+NET = {"layers": [{"units": 16}], "max_epochs": 20, "learning_rate": 1e-2, "patience": 5}
+DIVERGES = {**NET, "optimizer": "sgd", "learning_rate": 1e4}
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 3)).astype(np.float32)
+    y = (X[:, 0] + 0.1 * rng.normal(size=300)).astype(np.float32)
+    return {"X_train": X[:240], "y_train": y[:240], "X_valid": X[240:], "y_valid": y[240:]}
+
+
+@dataclass(frozen=True)
+class Trial:
+    trial_id: int
+    config: dict
+
+
+class ListSearch:
+    """A search that proposes the given configs in turn and records what it is told."""
+
+    def __init__(self, configs):
+        self.configs, self.told = list(configs), []
+
+    def ask(self):
+        trial_id = getattr(self, "_next", 0)
+        self._next = trial_id + 1
+        return Trial(trial_id, self.configs[trial_id % len(self.configs)])
+
+    def tell(self, trial_id, objective, status):
+        self.told.append((trial_id, objective, status))
+
+
+# -- train_candidate -------------------------------------------------------------------------
+
+
+def test_successful_trial_carries_everything_needed_downstream(data):
+    result = train_candidate(NET, data, seed=3, trial_id=7)
+    assert result.status == "success"
+    assert result.trial_id == 7
+    assert np.isfinite(result.objective)
+    assert result.valid_mean.shape == result.valid_var.shape == (60,)
+    assert np.all(result.valid_var > 0)
+    assert all(isinstance(v, np.ndarray) for v in result.state.values())
+    assert 1 <= result.best_epoch <= result.n_epochs <= 20
+    assert result.end >= result.start
+    assert result.worker.startswith("local:")
+    json.dumps(result.record())  # the journal line is plain JSON
+    # The objective is the validation NLL of the returned predictions.
+    mean, var, y = result.valid_mean, result.valid_var, data["y_valid"]
+    nll = np.mean(0.5 * np.log(2 * np.pi * var) + (y - mean) ** 2 / (2 * var))
+    assert result.objective == pytest.approx(nll, rel=1e-4)
+
+
+@pytest.mark.parametrize(("config", "status", "text"), [
+    (DIVERGES, "diverged", "TrainingDivergedError"),
+    ({"layers": [{"units": 0}]}, "failed", "ConfigError"),
+    ({**NET, "max_epochs": 100000, "patience": None}, "timeout", "TimeLimitExceeded"),
+])
+def test_bad_candidates_are_results_not_crashes(data, config, status, text):
+    result = train_candidate(config, data, seed=0, time_limit=0.5)
+    assert result.status == status
+    assert text in result.error
+    assert result.objective is None
+    assert result.state is None
+
+
+def test_stop_after_keeps_the_best_weights(data):
+    result = train_candidate({**NET, "max_epochs": 100000, "patience": None}, data, seed=0,
+                             stop_after=0.5)
+    assert result.status == "success"
+    assert result.state is not None
+
+
+def test_trial_seed_depends_only_on_root_and_id():
+    root = np.random.SeedSequence(42)
+    seeds = [trial_seed(root, i) for i in range(5)]
+    assert len(set(seeds)) == 5
+    assert [trial_seed(np.random.SeedSequence(42), i) for i in (4, 2, 0)] == \
+        [seeds[4], seeds[2], seeds[0]]
+
+
+# -- the serial loop -------------------------------------------------------------------------
+
+
+def test_serial_search_is_reproducible(data):
+    configs = [NET, {**NET, "layers": [{"units": 8}, {"units": 8}]}]
+
+    def run():
+        search = ListSearch(configs)
+        with SerialEvaluator() as evaluator:
+            evaluator.start(data)
+            results = run_search(search, evaluator, np.random.SeedSequence(1), max_evals=4)
+        return search, results
+
+    (s1, r1), (_, r2) = run(), run()
+    assert [r.trial_id for r in r1] == [0, 1, 2, 3]
+    assert [r.objective for r in r1] == [r.objective for r in r2]
+    assert [t[1] for t in s1.told] == [r.objective for r in r1]
+
+
+def test_time_budget_stops_the_search(data):
+    search = ListSearch([{**NET, "max_epochs": 100000, "patience": None}])
+    start = time.monotonic()
+    with SerialEvaluator() as evaluator:
+        evaluator.start(data)
+        results = run_search(search, evaluator, np.random.SeedSequence(0), time_budget=1.0)
+    assert time.monotonic() - start < 5
+    assert results
+    assert results[0].status == "success"  # stopped with its best weights, not thrown away
+
+
+# -- the journal -----------------------------------------------------------------------------
+
+
+def test_journal_round_trip_and_crash_safety(tmp_path, data):
+    good = train_candidate(NET, data, seed=0, trial_id=0)
+    bad = train_candidate(DIVERGES, data, seed=0, trial_id=1)
+    journal = Journal(tmp_path, "abc")
+    journal.append(good)
+    journal.append(bad)
+    with open(tmp_path / "journal.jsonl", "a") as handle:
+        handle.write('{"trial_id": 2, "conf')  # a crash in the middle of a line
+    loaded = Journal(tmp_path, "abc").load()
+    assert [r.trial_id for r in loaded] == [0, 1]
+    assert loaded[0].objective == good.objective
+    np.testing.assert_array_equal(loaded[0].valid_mean, good.valid_mean)
+    assert loaded[0].state.keys() == good.state.keys()
+    for key, value in good.state.items():
+        np.testing.assert_array_equal(loaded[0].state[key], value)
+    assert loaded[1].status == "diverged"
+    assert loaded[1].state is None
+
+
+def test_journal_refuses_another_search(tmp_path):
+    Journal(tmp_path, "one")
+    with pytest.raises(ValueError, match="other data or settings"):
+        Journal(tmp_path, "two")
+    (tmp_path / "meta.json").write_text(json.dumps({"format": 999, "fingerprint": "one"}))
+    with pytest.raises(ValueError, match="format"):
+        Journal(tmp_path, "one")
+
+
+def test_fingerprint_changes_with_data_and_settings(data):
+    base = fingerprint(data, {"a": 1})
+    assert fingerprint(dict(data), {"a": 1}) == base
+    assert fingerprint(data, {"a": 2}) != base
+    changed = {**data, "y_valid": data["y_valid"] + 1}
+    assert fingerprint(changed, {"a": 1}) != base
+
+
+# -- Dask ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def client():
+    """One real two-process cluster for the module; lost workers fail their task at once."""
+    import dask
+
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+        cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                           host="127.0.0.1", dashboard_address=None)
+    with distributed.Client(cluster, set_as_default=False) as c:
+        yield c
+    cluster.close()
+
+
+def _dask_run(client, data, configs, max_evals, **kwargs):
+    from autodeuq.evaluation import DaskEvaluator
+
+    search = ListSearch(configs)
+    evaluator = DaskEvaluator(scheduler=client, **kwargs)
+    with evaluator:
+        evaluator.start(data)
+        results = run_search(search, evaluator, np.random.SeedSequence(0), max_evals=max_evals)
+    return search, results
+
+
+def test_dask_matches_serial_and_uses_both_workers(client, data):
+    _, results = _dask_run(client, data, [NET], 6)
+    assert sorted(r.trial_id for r in results) == list(range(6))
+    assert len({r.worker for r in results}) == 2
+    with SerialEvaluator() as evaluator:
+        evaluator.start(data)
+        serial = run_search(ListSearch([NET]), evaluator, np.random.SeedSequence(0),
+                            max_evals=6)
+    by_id = {r.trial_id: r.objective for r in serial}
+    for r in results:
+        assert r.objective == pytest.approx(by_id[r.trial_id], rel=1e-5)
+    assert client.status == "running"  # a client the user made is never closed
+
+
+def _kill_worker_running(client, key_part, timeout=30):
+    """SIGKILL the worker process that is running a task whose key contains key_part."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for address, keys in client.processing().items():
+            if any(key_part in str(k) for k in keys):
+                pid = client.run(os.getpid, workers=[address])[address]
+                time.sleep(0.5)  # let training start
+                os.kill(pid, signal.SIGKILL)
+                return address
+        time.sleep(0.05)
+    raise AssertionError(f"no task {key_part} started within {timeout}s")
+
+
+def _wait_for_workers(client, n, timeout=60):
+    client.wait_for_workers(n, timeout=timeout)
+
+
+def test_killed_worker_trial_is_retried_then_recorded_lost(client, data):
+    import threading
+
+    from autodeuq.evaluation import DaskEvaluator
+
+    slow = {**NET, "max_epochs": 100000, "patience": None}
+    evaluator = DaskEvaluator(scheduler=client, trial_timeout=None)
+    killed = []
+
+    def killer():
+        for attempt in (1, 2):  # the first run and its one retry
+            killed.append(_kill_worker_running(client, f"-0-{attempt}"))
+            _wait_for_workers(client, 2)
+
+    with evaluator:
+        evaluator.start(data)
+        thread = threading.Thread(target=killer)
+        thread.start()
+        evaluator.submit(0, slow, seed=1)
+        results = []
+        while not results:
+            results = evaluator.collect(timeout=60)
+        thread.join()
+    [result] = results
+    assert result.status == "lost"
+    assert result.attempts == 2
+    assert "worker lost" in result.error
+    assert len(killed) == 2
+    _wait_for_workers(client, 2)
+
+
+def test_killed_worker_trial_succeeds_on_retry(client, data):
+    import threading
+
+    from autodeuq.evaluation import DaskEvaluator
+
+    config = {**NET, "max_epochs": 300, "patience": None}
+    evaluator = DaskEvaluator(scheduler=client)
+    with evaluator:
+        evaluator.start(data)
+        thread = threading.Thread(target=_kill_worker_running, args=(client, "-0-1"))
+        thread.start()
+        evaluator.submit(0, config, seed=1)
+        results = []
+        while not results:
+            results = evaluator.collect(timeout=60)
+        thread.join()
+    [result] = results
+    assert result.status == "success"
+    assert result.attempts == 2
+    _wait_for_workers(client, 2)
+
+
+def test_embedded_cluster_is_started_and_closed(data):
+    from autodeuq.evaluation import DaskEvaluator
+
+    evaluator = DaskEvaluator(n_workers=1)
+    with evaluator:
+        evaluator.start(data)
+        cluster = evaluator._cluster
+        assert cluster is not None
+        assert cluster.scheduler_address.startswith("tcp://127.0.0.1:")  # loopback only
+        results = run_search(ListSearch([NET]), evaluator, np.random.SeedSequence(0),
+                             max_evals=2)
+    assert [r.status for r in results] == ["success", "success"]
+    assert cluster.status.name == "closed"
+    assert evaluator._client is None
+
+
+@pytest.fixture(scope="module")
+def external_cluster(tmp_path_factory):
+    """A scheduler and two workers started as separate processes with the dask CLI."""
+    folder = tmp_path_factory.mktemp("external")
+    scheduler_file = folder / "scheduler.json"
+    dask_cli = [sys.executable, "-m", "distributed.cli.dask_scheduler"]
+    procs = [subprocess.Popen([*dask_cli, "--host", "127.0.0.1", "--port", "0",
+                               "--dashboard-address", "127.0.0.1:0",
+                               "--scheduler-file", str(scheduler_file)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    try:
+        deadline = time.monotonic() + 60
+        while not scheduler_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(0.2)
+        for _ in range(2):
+            procs.append(subprocess.Popen(
+                [sys.executable, "-m", "distributed.cli.dask_worker", "--nthreads", "1",
+                 "--host", "127.0.0.1", "--scheduler-file", str(scheduler_file)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        with distributed.Client(scheduler_file=str(scheduler_file)) as c:
+            c.wait_for_workers(2, timeout=120)
+            address = c.scheduler.address
+        yield address, scheduler_file
+    finally:
+        for proc in reversed(procs):
+            proc.terminate()
+        for proc in procs:
+            proc.wait(timeout=30)
+
+
+@pytest.mark.parametrize("how", ["address", "scheduler_file"])
+def test_external_scheduler(external_cluster, data, how):
+    from autodeuq.evaluation import DaskEvaluator
+
+    address, scheduler_file = external_cluster
+    evaluator = DaskEvaluator(scheduler=address if how == "address" else str(scheduler_file))
+    with evaluator:
+        evaluator.start(data)
+        assert evaluator.n_workers == 2
+        results = run_search(ListSearch([NET]), evaluator, np.random.SeedSequence(0),
+                             max_evals=4)
+    assert sorted(r.trial_id for r in results) == [0, 1, 2, 3]
+    assert all(r.status == "success" for r in results)
+    assert len({r.worker for r in results}) == 2
+
+
+def test_unreachable_scheduler_is_a_clear_error(data):
+    from autodeuq.evaluation import DaskEvaluator
+
+    evaluator = DaskEvaluator(scheduler="tcp://127.0.0.1:9")
+    with pytest.raises(ConnectionError, match=r"scheduler='tcp://127\.0\.0\.1:9'"):
+        evaluator.start(data)
+
+
+def test_trial_result_rejects_unknown_status():
+    with pytest.raises(ValueError, match="status"):
+        TrialResult(trial_id=0, config={}, status="weird")
