@@ -100,16 +100,20 @@ class DaskEvaluator(Evaluator):
         ``"lost"``.
     security : distributed.security.Security or None, default=None
         TLS settings for connecting to an external scheduler.
+    task : callable, default=train_candidate
+        What runs on a worker, with :func:`train_candidate`'s signature and result (tests and
+        benchmarks swap in cheaper ones).
     """
 
     def __init__(self, n_workers=None, scheduler=None, devices=None, trial_timeout=None,
-                 max_retries=1, security=None):
+                 max_retries=1, security=None, task=train_candidate):
         self.n_workers_param = n_workers
         self.scheduler = scheduler
         self.devices = devices
         self.trial_timeout = trial_timeout
         self.max_retries = max_retries
         self.security = security
+        self.task = task
         self._client = None
         self._cluster = None
         self._owns_client = False
@@ -242,7 +246,7 @@ class DaskEvaluator(Evaluator):
             logger.warning("the training data were lost with their workers; sending them again")
             self._scatter()
         future = self._client.submit(
-            train_candidate, config, self._data, seed, self._device, limit, trial_id,
+            self.task, config, self._data, seed, self._device, limit, trial_id,
             stop_after, key=f"autodeuq-trial-{self._token}-{trial_id}-{attempts}", pure=False,
             resources={"GPU": 1} if self._gpu_resource else None,
         )

@@ -17,13 +17,16 @@ class SerialEvaluator(Evaluator):
     device : str, default="cpu"
     trial_timeout : float or None, default=None
         Seconds of training per trial before it is recorded as ``"timeout"``.
+    task : callable, default=train_candidate
+        What runs for each trial, with :func:`train_candidate`'s signature and result.
     """
 
     n_workers = 1
 
-    def __init__(self, device="cpu", trial_timeout=None):
+    def __init__(self, device="cpu", trial_timeout=None, task=train_candidate):
         self.device = device
         self.trial_timeout = trial_timeout
+        self.task = task
         self._queue = deque()
         self._data = None
 
@@ -40,7 +43,7 @@ class SerialEvaluator(Evaluator):
         trial_id, config, seed, stop_after, submitted = self._queue.popleft()
         if stop_after is not None:  # the clock started at submission
             stop_after = max(0.0, stop_after - (time.monotonic() - submitted))
-        return [train_candidate(config, self._data, seed, device=self.device,
+        return [self.task(config, self._data, seed, device=self.device,
                                 time_limit=self.trial_timeout, trial_id=trial_id,
                                 stop_after=stop_after)]
 
