@@ -7,12 +7,13 @@ of knowledge) parts.
 
 __version__ = "0.1.0.dev0"
 
-from .estimators import DeepEnsembleRegressor, GaussianMLPRegressor
+from .estimators import DeepEnsembleRegressor, GaussianMLPRegressor, NASRegressor
 from .uncertainty import NormalMixture, PredictiveUncertainty
 
 __all__ = [
     "DeepEnsembleRegressor",
     "GaussianMLPRegressor",
+    "NASRegressor",
     "NormalMixture",
     "PredictiveUncertainty",
     "__version__",

@@ -13,3 +13,18 @@ def regression_data():
     noise = 0.1 + 0.3 * np.abs(X[:, 2])
     y = np.sin(X[:, 0]) + X[:, 1] + noise * rng.normal(size=len(X))
     return X[:200], y[:200], X[200:], y[200:]
+
+
+@pytest.fixture(scope="session")
+def client():
+    """One real two-process Dask cluster for the session; a lost worker fails its task at once
+    (the evaluator retries it itself)."""
+    dask = pytest.importorskip("dask")
+    distributed = pytest.importorskip("distributed")
+
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+        cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                           host="127.0.0.1", dashboard_address=None)
+    with distributed.Client(cluster, set_as_default=False) as c:
+        yield c
+    cluster.close()

@@ -3,5 +3,13 @@
 from ._base import UncertaintyRegressorMixin
 from ._deep_ensemble import DeepEnsembleRegressor
 from ._gaussian_mlp import GaussianMLPRegressor
+from ._nas import NASRegressor
+from ._search_base import SearchFailedError
 
-__all__ = ["DeepEnsembleRegressor", "GaussianMLPRegressor", "UncertaintyRegressorMixin"]
+__all__ = [
+    "DeepEnsembleRegressor",
+    "GaussianMLPRegressor",
+    "NASRegressor",
+    "SearchFailedError",
+    "UncertaintyRegressorMixin",
+]

@@ -1,0 +1,151 @@
+"""NASRegressor: search architectures and hyperparameters, keep the best Gaussian network."""
+
+import math
+
+import numpy as np
+from sklearn.pipeline import Pipeline
+
+from ..evaluation._train import network_config
+from ._gaussian_mlp import GaussianMLPRegressor
+from ._search_base import SearchRegressorBase
+
+__all__ = ["NASRegressor"]
+
+
+class NASRegressor(SearchRegressorBase):
+    """Joint architecture and hyperparameter search for one Gaussian network.
+
+    Candidates (MLP architectures joined with training hyperparameters) are trained on an
+    inner training part and ranked by their NLL on a held-out validation part; they train in
+    parallel on Dask workers, a new one starting the moment a worker frees. The best one is
+    kept.
+
+    Parameters
+    ----------
+    search_space : SearchSpace, dict or None, default=None
+        The space to search; None is :func:`autodeuq.space.default_space`. A dict maps names
+        to dimensions (``Int``, ``Float``, ``Categorical``), lists (choices) or constants.
+    algorithm : str, Search or Search subclass, default="agebo"
+        ``"random"``, ``"evolution"`` (aging evolution), ``"bo"`` (Bayesian optimization) or
+        ``"agebo"`` (evolution for the architecture, BO for the training hyperparameters).
+    max_evals : int or None, default=50
+        Candidates to train. The search stops at ``max_evals`` or ``time_budget``, whichever
+        comes first.
+    time_budget : float or None, default=None
+        Seconds of search. At the budget no new candidate starts; running ones stop with
+        their best weights so far.
+    n_jobs : int or None, default=None
+        Worker processes of the embedded Dask cluster; None or -1 for every core.
+    backend : {"dask", "serial"}, default="dask"
+        ``"serial"`` trains candidates one at a time in this process: no cluster, and the
+        same ``random_state`` gives the same result.
+    scheduler : distributed.Client, str or None, default=None
+        An existing Dask cluster: a ``Client``, a scheduler address or a scheduler-file path.
+        None uses the active ``Client`` if there is one, else starts an embedded cluster on
+        127.0.0.1 that ``fit`` closes.
+    devices : None, "cpu" or list, default=None
+        GPUs of the embedded cluster, one worker each (ints, ``"cuda:N"`` or MIG UUIDs). None
+        uses every visible GPU, or the CPU when there is none.
+    trial_timeout : float or None, default=None
+        Seconds of training per candidate before it is recorded as ``"timeout"``.
+    validation_fraction : float, default=0.2
+        Part of the training data held out to rank candidates.
+    refit : bool, default=False
+        Retrain the best configuration on all the training data (with its own early-stopping
+        split) instead of keeping the searched network.
+    checkpoint_dir : str, path or None, default=None
+        Journal every finished trial there (a JSON line and its weights); fitting again with
+        the same directory and data resumes without repeating finished trials.
+    random_state : int, RandomState, Generator or None, default=None
+    verbose : int, default=0
+
+    Attributes
+    ----------
+    pipeline_ : sklearn.pipeline.Pipeline
+        Input scaling, then the best network (a fitted :class:`GaussianMLPRegressor`).
+    best_params_ : dict
+        The best candidate's configuration (search-space keys).
+    best_config_ : dict
+        The same as a network configuration (layers and training hyperparameters).
+    best_score_ : float
+        Minus the best validation NLL, in the units of y (higher is better, like sklearn
+        scores and DeepHyper objectives).
+    search_results_ : pandas.DataFrame
+        One row per trial: ``job_id``, ``p:``-prefixed configuration columns, ``objective``
+        (minus validation NLL), ``valid_nll``, ``status``, ``start_time``, ``end_time``
+        (seconds since the first trial started), ``duration``, ``worker``, ``n_epochs``,
+        ``best_epoch``, ``attempts``, ``error``.
+    search_time_ : float
+        Wall time of the search, in seconds.
+    n_features_in_ : int
+    feature_names_in_ : ndarray of str
+    """
+
+    def __init__(self, search_space=None, algorithm="agebo", max_evals=50, time_budget=None,
+                 n_jobs=None, backend="dask", scheduler=None, devices=None, trial_timeout=None,
+                 validation_fraction=0.2, refit=False, checkpoint_dir=None, random_state=None,
+                 verbose=0):
+        self.search_space = search_space
+        self.algorithm = algorithm
+        self.max_evals = max_evals
+        self.time_budget = time_budget
+        self.n_jobs = n_jobs
+        self.backend = backend
+        self.scheduler = scheduler
+        self.devices = devices
+        self.trial_timeout = trial_timeout
+        self.validation_fraction = validation_fraction
+        self.refit = refit
+        self.checkpoint_dir = checkpoint_dir
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def fit(self, X, y):
+        """Search, then keep the best candidate.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+
+        Returns
+        -------
+        self
+        """
+        if not isinstance(self.refit, bool):
+            raise ValueError(f"refit must be True or False; got {self.refit!r}.")
+        best = {}
+
+        def keep_best(result):
+            # Only the best candidate's weights stay in memory.
+            if result.ok and ("result" not in best or
+                              result.objective < best["result"].objective):
+                best["result"] = result
+            elif result is not best.get("result"):
+                result.state = result.valid_mean = result.valid_var = None
+
+        outcome = self._search(X, y, keep_best)
+        self._check_some_succeeded(outcome)
+        winner = best["result"]
+        config = network_config(winner.config)
+        nll = winner.objective + math.log(outcome.y_scale)
+        if self.refit:  # on all the (scaled) inputs, with y back in its units
+            model = GaussianMLPRegressor.from_config(config, random_state=winner.seed)
+            model.fit(_stack(outcome.data, "X"),
+                      _stack(outcome.data, "y") * outcome.y_scale + outcome.y_mean)
+        else:
+            model = GaussianMLPRegressor._from_trained(
+                config, winner.state, n_features=outcome.n_features, y_mean=outcome.y_mean,
+                y_scale=outcome.y_scale, n_epochs=winner.n_epochs,
+                best_epoch=winner.best_epoch, validation_nll=nll)
+        self.pipeline_ = Pipeline([("scale", outcome.x_scaler), ("model", model)])
+        self.best_params_ = dict(winner.config)
+        self.best_config_ = config
+        self.best_score_ = -nll
+        self.search_results_ = self._results_frame(outcome)
+        self.search_time_ = outcome.wall_time
+        return self
+
+
+def _stack(data, prefix):
+    return np.concatenate([data[f"{prefix}_train"], data[f"{prefix}_valid"]]).astype(np.float64)

@@ -1,0 +1,234 @@
+"""What the searching estimators share: parameters, checks, and one search run on Dask."""
+
+import math
+import numbers
+import os
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.validation import validate_data
+
+from ..evaluation import Journal, SerialEvaluator, fingerprint, run_search
+from ..exceptions import AutoDEUQError
+from ..search import make_search
+from ..space import SearchSpace
+from ._base import UncertaintyRegressorMixin, check_fitted, check_target, seed_sequence
+
+__all__ = ["SearchFailedError", "SearchOutcome", "SearchRegressorBase"]
+
+BACKENDS = ("dask", "serial")
+
+
+class SearchFailedError(AutoDEUQError, RuntimeError):
+    """No trial of a search succeeded, so there is no model to keep."""
+
+
+@dataclass
+class SearchOutcome:
+    """One search: its trials and how the data were scaled for them."""
+
+    results: list
+    x_scaler: StandardScaler
+    y_mean: float
+    y_scale: float
+    data: dict
+    n_features: int
+    wall_time: float
+
+
+def _positive_int(name, value, fix, allow_none=True):
+    if value is None and allow_none:
+        return
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be an int >= 1{' or None' if allow_none else ''}; got "
+                         f"{value!r}. {fix}")
+
+
+def _positive_real(name, value, fix):
+    if value is None:
+        return
+    if (not isinstance(value, numbers.Real) or isinstance(value, bool)
+            or not math.isfinite(value) or value <= 0):
+        raise ValueError(f"{name} must be a number of seconds > 0 or None; got {value!r}. {fix}")
+
+
+class SearchRegressorBase(UncertaintyRegressorMixin, RegressorMixin, BaseEstimator):
+    """Base of NASRegressor and AutoDEUQRegressor: see their docstrings for the parameters."""
+
+    # -- checks ------------------------------------------------------------------------------
+
+    def _check_search_params(self):
+        _positive_int("max_evals", self.max_evals, "Give the number of candidates to train.")
+        _positive_real("time_budget", self.time_budget, "Give the search's wall time.")
+        if self.max_evals is None and self.time_budget is None:
+            raise ValueError("max_evals and time_budget must not both be None: the search would "
+                             "never end. Set max_evals=50, time_budget=300, or both.")
+        if self.n_jobs is not None and self.n_jobs != -1:
+            _positive_int("n_jobs", self.n_jobs, "Use None or -1 for every core.")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}; got {self.backend!r}. Use "
+                             "'dask' (parallel) or 'serial' (in process, reproducible).")
+        if self.backend == "serial" and (self.scheduler is not None or self.devices not in (
+                None, "cpu")):
+            raise ValueError("backend='serial' runs in this process, so scheduler and devices "
+                             f"must be None; got scheduler={self.scheduler!r}, devices="
+                             f"{self.devices!r}. Use backend='dask'.")
+        self._check_devices()
+        _positive_real("trial_timeout", self.trial_timeout, "Use None for no limit.")
+        fraction = self.validation_fraction
+        if (not isinstance(fraction, numbers.Real) or isinstance(fraction, bool)
+                or not 0.0 < fraction < 1.0):
+            raise ValueError(f"validation_fraction must be in (0, 1): candidates are ranked on "
+                             f"held-out data; got {fraction!r}. A typical value is 0.2.")
+        if self.checkpoint_dir is not None and not isinstance(self.checkpoint_dir,
+                                                              (str, os.PathLike)):
+            raise ValueError(f"checkpoint_dir must be a path or None; got "
+                             f"{self.checkpoint_dir!r}.")
+        space = SearchSpace.coerce(self.search_space)
+        return space
+
+    def _check_devices(self):
+        devices = self.devices
+        if devices is None or (isinstance(devices, str) and devices == "cpu"):
+            return
+        if isinstance(devices, (str, numbers.Integral)) or not hasattr(devices, "__iter__"):
+            raise ValueError(f"devices must be None, 'cpu' or a list of GPUs (ints, 'cuda:N' or "
+                             f"MIG/GPU UUIDs); got {devices!r}. Wrap one GPU in a list: [0].")
+        devices = list(devices)
+        if not devices:
+            raise ValueError("devices must hold at least one GPU; got []. Use devices=None to "
+                             "detect them or 'cpu' to use none.")
+        if self.scheduler is None:
+            import torch
+
+            count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+            for device in devices:
+                index = str(device).removeprefix("cuda:")
+                if index.isdigit() and int(index) >= count:
+                    raise ValueError(f"devices={self.devices!r} names GPU {index}, but this "
+                                     f"machine has {count} CUDA device(s). Use devices=None or "
+                                     "'cpu', or indices below the count.")
+
+    # -- the search --------------------------------------------------------------------------
+
+    def _make_evaluator(self):
+        if self.backend == "serial":
+            return SerialEvaluator(trial_timeout=self.trial_timeout)
+        from ..evaluation import DaskEvaluator
+
+        return DaskEvaluator(n_workers=None if self.n_jobs in (None, -1) else self.n_jobs,
+                             scheduler=self.scheduler, devices=self.devices,
+                             trial_timeout=self.trial_timeout)
+
+    def _search(self, X, y, on_result):
+        """Validate, scale, split, then run the search; ``on_result`` sees every trial."""
+        space = self._check_search_params()
+        check_target(y)
+        X, y = validate_data(self, X, y, y_numeric=True, dtype=np.float64)
+        n = len(X)
+        n_valid = math.ceil(self.validation_fraction * n)
+        if n_valid < 2 or n - n_valid < 2:
+            raise ValueError(f"X has {n} sample(s); validation_fraction="
+                             f"{self.validation_fraction} must leave at least 2 to train on "
+                             f"and 2 to rank candidates on; got n_samples = {n}. Pass more "
+                             "samples.")
+        split_seq, search_seq, trial_seq = seed_sequence(self.random_state).spawn(3)
+        order = np.random.default_rng(split_seq).permutation(n)
+        train, valid = np.sort(order[n_valid:]), np.sort(order[:n_valid])
+        x_scaler = StandardScaler().fit(X)
+        Xs = x_scaler.transform(X).astype(np.float32)
+        y_mean = float(np.mean(y[train]))
+        y_scale = float(np.std(y[train]))
+        if not np.isfinite(y_scale) or y_scale <= 1e-12 * max(1.0, abs(y_mean)):
+            y_scale = 1.0
+        ys = ((y - y_mean) / y_scale).astype(np.float32)
+        data = {"X_train": Xs[train], "y_train": ys[train], "X_valid": Xs[valid],
+                "y_valid": ys[valid]}
+        search = make_search(self.algorithm, space, int(search_seq.generate_state(1)[0]))
+
+        journal, done = None, []
+        if self.checkpoint_dir is not None:
+            settings = {"space": space.to_dict(), "algorithm": repr(self.algorithm),
+                        "seed": [int(s) for s in trial_seq.generate_state(4)],
+                        "scaling": [x_scaler.mean_.tolist(), x_scaler.scale_.tolist(), y_mean,
+                                    y_scale]}
+            journal = Journal(self.checkpoint_dir, fingerprint(data, settings))
+            done = journal.load()
+            for result in done:
+                search.add(result.trial_id, result.config,
+                           result.objective if result.ok else None, result.status)
+                on_result(result)
+
+        def record(result):
+            if journal is not None:
+                journal.append(result)
+            on_result(result)
+
+        start = time.monotonic()
+        with self._make_evaluator() as evaluator:
+            evaluator.start(data)
+            results = run_search(search, evaluator, trial_seq, max_evals=self.max_evals,
+                                 time_budget=self.time_budget, on_result=record,
+                                 n_done=len(done))
+        return SearchOutcome(results=done + results, x_scaler=x_scaler, y_mean=y_mean,
+                             y_scale=y_scale, data=data, n_features=X.shape[1],
+                             wall_time=time.monotonic() - start)
+
+    @staticmethod
+    def _results_frame(outcome):
+        """One row per trial, in the layout of DeepHyper's results.csv."""
+        import pandas as pd
+
+        results = sorted(outcome.results, key=lambda r: r.trial_id)
+        origin = min((r.start for r in results if np.isfinite(r.start)), default=0.0)
+        rows = []
+        for r in results:
+            nll = None if r.objective is None else r.objective + math.log(outcome.y_scale)
+            rows.append({
+                "job_id": r.trial_id,
+                **{f"p:{k}": v for k, v in r.config.items()},
+                "objective": None if nll is None else -nll,
+                "valid_nll": nll,
+                "status": r.status,
+                "start_time": r.start - origin,
+                "end_time": r.end - origin,
+                "duration": r.duration,
+                "worker": r.worker,
+                "n_epochs": r.n_epochs,
+                "best_epoch": r.best_epoch,
+                "attempts": r.attempts,
+                "error": r.error,
+            })
+        return pd.DataFrame(rows)
+
+    @staticmethod
+    def _check_some_succeeded(outcome):
+        if not any(r.ok for r in outcome.results):
+            errors = [f"trial {r.trial_id}: {r.status}: {(r.error or '').splitlines()[-1:]}"
+                      for r in outcome.results[:3]]
+            raise SearchFailedError(
+                f"none of the {len(outcome.results)} trials succeeded, so there is no model. "
+                f"First errors: {errors}. Check the search space and the data, or raise "
+                "trial_timeout.")
+
+    # -- prediction --------------------------------------------------------------------------
+
+    def predict_distribution(self, X):
+        """Predict the distribution of y for every row of X (see ``pipeline_``).
+
+        Returns
+        -------
+        autodeuq.uncertainty.NormalMixture
+        """
+        check_fitted(self, "pipeline_")
+        X = validate_data(self, X, reset=False, dtype=np.float64)
+        return self.pipeline_[-1].predict_distribution(self.pipeline_[:-1].transform(X))
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        tags.non_deterministic = self.backend != "serial"
+        return tags

@@ -1,0 +1,228 @@
+"""NASRegressor: search, keep the best network, resume from a journal, fail clearly."""
+
+import pickle
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.pipeline import Pipeline
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from autodeuq import NASRegressor
+from autodeuq.estimators import SearchFailedError
+from autodeuq.space import Float, Int
+
+TINY_SPACE = {"num_layers": 1, "units_1": Int(4, 16), "learning_rate": Float(1e-3, 1e-1, log=True),
+              "max_epochs": 15, "patience": 5}
+
+
+def nas(**params):
+    defaults = {"search_space": TINY_SPACE, "algorithm": "random", "max_evals": 4,
+                "backend": "serial", "random_state": 0}
+    return NASRegressor(**{**defaults, **params})
+
+
+@pytest.fixture(scope="module")
+def fitted(regression_data):
+    X, y, _, _ = regression_data
+    return nas().fit(X, y)
+
+
+def test_results_table_and_best(fitted):
+    table = fitted.search_results_
+    assert isinstance(table, pd.DataFrame)
+    assert len(table) == 4
+    assert {"job_id", "p:units_1", "p:learning_rate", "objective", "valid_nll", "status",
+            "start_time", "end_time", "duration", "worker"} <= set(table.columns)
+    assert (table["status"] == "success").all()
+    best = table.loc[table["objective"].idxmax()]
+    assert fitted.best_score_ == pytest.approx(best["objective"])
+    assert fitted.best_params_["units_1"] == best["p:units_1"]
+    assert fitted.best_config_["layers"][0]["units"] == best["p:units_1"]
+    np.testing.assert_allclose(table["valid_nll"], -table["objective"])
+
+
+def test_fitted_result_is_an_ordinary_pipeline(fitted, regression_data):
+    X_test = regression_data[2]
+    assert isinstance(fitted.pipeline_, Pipeline)
+    unc = fitted.predict_uncertainty(X_test)
+    np.testing.assert_array_equal(unc.mean, fitted.pipeline_.predict(X_test))
+    assert np.all(unc.epistemic_std == 0)
+    restored = pickle.loads(pickle.dumps(fitted))
+    np.testing.assert_array_equal(restored.predict(X_test), unc.mean)
+    # Nothing Dask survives fit.
+    for value in vars(fitted).values():
+        assert "distributed" not in type(value).__module__
+
+
+def test_kept_network_scores_its_validation_nll(fitted):
+    model = fitted.pipeline_[-1]
+    assert model.validation_nll_ == pytest.approx(-fitted.best_score_)
+
+
+def test_serial_search_is_deterministic(fitted, regression_data):
+    X, y, X_test, _ = regression_data
+    again = nas().fit(X, y)
+    pd.testing.assert_series_equal(again.search_results_["objective"],
+                                   fitted.search_results_["objective"])
+    np.testing.assert_array_equal(again.predict(X_test), fitted.predict(X_test))
+
+
+def test_refit_trains_the_best_config_on_all_data(fitted, regression_data):
+    X, y, X_test, _ = regression_data
+    refitted = nas(refit=True).fit(X, y)
+    assert refitted.best_params_ == fitted.best_params_
+    assert refitted.pipeline_[-1].config_["layers"] == fitted.best_config_["layers"]
+    assert refitted.predict(X_test).shape == (len(X_test),)
+
+
+@pytest.mark.parametrize("algorithm", ["random", "evolution", "bo", "agebo"])
+def test_every_algorithm_runs_on_the_default_space(regression_data, algorithm):
+    X, y, _, _ = regression_data
+    est = NASRegressor(algorithm=algorithm, max_evals=3, backend="serial", random_state=0,
+                       search_space=None, trial_timeout=20).fit(X[:80], y[:80])
+    assert len(est.search_results_) == 3
+
+
+def test_resume_does_not_repeat_finished_trials(regression_data, tmp_path):
+    X, y, _, _ = regression_data
+    first = nas(max_evals=3, checkpoint_dir=tmp_path).fit(X, y)
+    resumed = nas(max_evals=5, checkpoint_dir=tmp_path).fit(X, y)
+    table = resumed.search_results_
+    assert list(table["job_id"]) == [0, 1, 2, 3, 4]
+    # The three journaled trials were read back, not trained again.
+    pd.testing.assert_frame_equal(table.iloc[:3][["p:units_1", "objective", "duration"]],
+                                  first.search_results_[["p:units_1", "objective", "duration"]])
+    assert len((tmp_path / "journal.jsonl").read_text().splitlines()) == 5
+    with pytest.raises(ValueError, match="other data or settings"):
+        nas(max_evals=5, checkpoint_dir=tmp_path).fit(X, y + 1)
+
+
+def test_interrupt_keeps_finished_trials_and_resume_reaches_the_budget(regression_data, tmp_path,
+                                                                       monkeypatch):
+    from autodeuq.evaluation import _journal
+
+    X, y, _, _ = regression_data
+    original = _journal.Journal.append
+    calls = []
+
+    def interrupt_after_two(self, result):
+        original(self, result)
+        calls.append(result.trial_id)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(_journal.Journal, "append", interrupt_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        nas(max_evals=4, checkpoint_dir=tmp_path).fit(X, y)
+    monkeypatch.setattr(_journal.Journal, "append", original)
+    assert len((tmp_path / "journal.jsonl").read_text().splitlines()) == 2
+    resumed = nas(max_evals=4, checkpoint_dir=tmp_path).fit(X, y)
+    assert sorted(resumed.search_results_["job_id"]) == [0, 1, 2, 3]
+
+
+def test_all_trials_failing_is_a_clear_error(regression_data):
+    X, y, _, _ = regression_data
+    diverging = {**TINY_SPACE, "optimizer": "sgd", "learning_rate": 1e4}
+    with pytest.raises(SearchFailedError, match="none of the 2 trials succeeded"):
+        nas(search_space=diverging, max_evals=2).fit(X, y)
+
+
+@pytest.fixture
+def no_search(monkeypatch):
+    from autodeuq.estimators import _search_base
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the search started before the input was rejected")
+
+    monkeypatch.setattr(_search_base, "run_search", refuse)
+
+
+@pytest.mark.usefixtures("no_search")
+@pytest.mark.parametrize(("params", "match"), [
+    ({"max_evals": 0}, "max_evals"),
+    ({"max_evals": None, "time_budget": None}, "max_evals and time_budget"),
+    ({"time_budget": -1}, "time_budget"),
+    ({"n_jobs": 0}, "n_jobs"),
+    ({"backend": "mpi"}, "backend"),
+    ({"backend": "serial", "scheduler": "tcp://127.0.0.1:1"}, "backend='serial'"),
+    ({"validation_fraction": 0.0}, "validation_fraction"),
+    ({"trial_timeout": 0}, "trial_timeout"),
+    ({"devices": "gpu", "backend": "dask"}, "devices"),
+    ({"devices": [], "backend": "dask"}, "devices"),
+    ({"devices": [7], "backend": "dask"}, "devices"),
+    ({"algorithm": "simulated-annealing"}, "algorithm"),
+    ({"search_space": 5}, "search_space|SearchSpace"),
+    ({"checkpoint_dir": 3}, "checkpoint_dir"),
+    ({"refit": "yes"}, "refit"),
+])
+def test_invalid_parameters_are_refused_before_the_search(regression_data, params, match):
+    X, y, _, _ = regression_data
+    with pytest.raises((ValueError, TypeError), match=match):
+        nas(**params).fit(X, y)
+
+
+@pytest.mark.usefixtures("no_search")
+def test_too_few_samples_are_refused(regression_data):
+    X, y, _, _ = regression_data
+    with pytest.raises(ValueError, match="n_samples = 4"):
+        nas().fit(X[:4], y[:4])
+
+
+@parametrize_with_checks([nas(max_evals=2, search_space={**TINY_SPACE, "learning_rate": 1e-2,
+                                                         "max_epochs": 30})])
+def test_sklearn_compatible(estimator, check):
+    check(estimator)
+
+
+# -- on Dask ---------------------------------------------------------------------------------
+
+
+def test_search_on_a_real_cluster_uses_every_worker(client, regression_data):
+    X, y, X_test, _ = regression_data
+    est = nas(backend="dask", scheduler=client, max_evals=6).fit(X, y)
+    table = est.search_results_
+    assert sorted(table["job_id"]) == list(range(6))
+    assert table["worker"].nunique() == 2
+    assert est.predict(X_test).shape == (len(X_test),)
+    assert client.status == "running"  # the user's client is used, never closed
+
+
+def test_worker_killed_mid_search_every_trial_accounted_for(client, regression_data):
+    import os
+    import signal
+    import threading
+    import time
+
+    X, y, _, _ = regression_data
+    space = {**TINY_SPACE, "max_epochs": 400, "patience": None}
+
+    def kill_one_busy_worker():
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            busy = [address for address, keys in client.processing().items() if keys]
+            if busy:
+                time.sleep(0.3)
+                pid = client.run(os.getpid, workers=[busy[0]])[busy[0]]
+                os.kill(pid, signal.SIGKILL)
+                return
+            time.sleep(0.05)
+
+    killer = threading.Thread(target=kill_one_busy_worker)
+    killer.start()
+    est = nas(backend="dask", scheduler=client, search_space=space, max_evals=4).fit(X, y)
+    killer.join()
+    table = est.search_results_
+    assert sorted(table["job_id"]) == [0, 1, 2, 3]
+    assert table["attempts"].max() == 2  # the killed trial ran again
+    assert set(table["status"]) <= {"success", "lost"}
+    client.wait_for_workers(2, timeout=60)
+
+
+def test_embedded_cluster_is_closed_after_fit(regression_data):
+    distributed = pytest.importorskip("distributed")
+    X, y, _, _ = regression_data
+    est = nas(backend="dask", n_jobs=2, max_evals=2).fit(X, y)
+    assert len(est.search_results_) == 2
+    with pytest.raises(ValueError, match="No clients found"):
+        distributed.default_client()
