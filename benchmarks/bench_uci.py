@@ -7,6 +7,8 @@ wall time per split, beside the published anchors on the same splits.
 
     python benchmarks/bench_uci.py --datasets yacht energy concrete --splits 0 1 2
     python benchmarks/bench_uci.py --estimators deep_ensemble gaussian_mlp --json out.json
+    python benchmarks/bench_uci.py --datasets concrete energy --splits 0 \
+        --estimators gaussian_mlp nas --time-budget 300
 """
 
 import argparse
@@ -16,8 +18,9 @@ import sys
 import time
 from pathlib import Path
 
-from autodeuq import DeepEnsembleRegressor, GaussianMLPRegressor
+from autodeuq import DeepEnsembleRegressor, GaussianMLPRegressor, NASRegressor
 from autodeuq.datasets import UCI_DATASETS, load_uci
+from autodeuq.space import SearchSpace, default_space
 from autodeuq.uncertainty import regression_report
 
 DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "uci"
@@ -38,16 +41,29 @@ PUBLISHED = {
 
 # Default parameters are what is benchmarked; member parameters are only for smoke tests.
 ESTIMATORS = {
-    "deep_ensemble": lambda seed, **member: DeepEnsembleRegressor(
+    "deep_ensemble": lambda seed, budget, **member: DeepEnsembleRegressor(
         GaussianMLPRegressor(**member), random_state=seed),
-    "gaussian_mlp": lambda seed, **member: GaussianMLPRegressor(random_state=seed, **member),
+    "gaussian_mlp": lambda seed, budget, **member: GaussianMLPRegressor(random_state=seed,
+                                                                        **member),
+    "nas": lambda seed, budget, **member: NASRegressor(
+        time_budget=budget, max_evals=None, random_state=seed,
+        search_space=_smoke_space(member.get("max_epochs"))),
 }
 
 
-def run_split(name, dataset, split, data_dir, max_epochs=None):
+def _smoke_space(max_epochs):
+    """None (the default space), or a small one with max_epochs fixed, for smoke tests."""
+    if max_epochs is None:
+        return None
+    space = default_space(max_layers=2)
+    dims = {**space.dimensions, "max_epochs": max_epochs}
+    return SearchSpace(dims, conditions=dict(space.conditions))
+
+
+def run_split(name, dataset, split, data_dir, max_epochs=None, budget=300.0):
     X_train, y_train, X_test, y_test = load_uci(dataset, split, data_dir)
     member = {} if max_epochs is None else {"max_epochs": max_epochs}
-    est = ESTIMATORS[name](split, **member)
+    est = ESTIMATORS[name](split, budget, **member)
     start = time.perf_counter()
     est.fit(X_train, y_train)
     seconds = time.perf_counter() - start
@@ -90,6 +106,8 @@ def main(argv=None):
                         choices=sorted(ESTIMATORS))
     parser.add_argument("--json", type=Path, help="also write every split's row here")
     parser.add_argument("--max-epochs", type=int, help="override the defaults (smoke tests)")
+    parser.add_argument("--time-budget", type=float, default=300.0,
+                        help="seconds of search per split for the searching estimators")
     args = parser.parse_args(argv)
     if not args.data_dir.is_dir():
         parser.error(f"--data-dir {args.data_dir} is not a directory")
@@ -98,7 +116,8 @@ def main(argv=None):
     for dataset in args.datasets:
         for name in args.estimators:
             for split in args.splits:
-                row = run_split(name, dataset, split, args.data_dir, args.max_epochs)
+                row = run_split(name, dataset, split, args.data_dir, args.max_epochs,
+                                args.time_budget)
                 rows.append(row)
                 print(f"{dataset:<12} {name:<14} split {split}: NLL {row['nll']:.3f} "
                       f"RMSE {row['rmse']:.3f} cov {row['coverage']:.2f} "

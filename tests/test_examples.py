@@ -44,10 +44,12 @@ def test_uci_benchmark(tmp_path, capsys):
     np.savez(tmp_path / "yacht.npz", X=X, y=y, test_mask=masks)
     load("benchmarks/bench_uci.py").main(
         ["--data-dir", str(tmp_path), "--datasets", "yacht", "--splits", "0", "1",
-         "--estimators", "gaussian_mlp", "deep_ensemble", "--max-epochs", "3",
+         "--estimators", "gaussian_mlp", "deep_ensemble", "nas", "--max-epochs", "3",
+         "--time-budget", "3",
          "--json", str(tmp_path / "rows.json")])
     table = capsys.readouterr().out
     assert "| yacht | gaussian_mlp | 2 |" in table
     assert "| yacht | deep_ensemble | 2 |" in table
     assert "Deep Ensembles (published)" in table
-    assert (tmp_path / "rows.json").read_text().count('"split"') == 4
+    assert "| yacht | nas | 2 |" in table
+    assert (tmp_path / "rows.json").read_text().count('"split"') == 6
