@@ -90,11 +90,14 @@ def test_bad_candidates_are_results_not_crashes(data, config, status, text):
     assert result.state is None
 
 
-def test_stop_after_keeps_the_best_weights(data):
+def test_deadline_keeps_the_best_weights(data):
     result = train_candidate({**NET, "max_epochs": 100000, "patience": None}, data, seed=0,
-                             stop_after=0.5)
+                             deadline=time.time() + 0.5)
     assert result.status == "success"
     assert result.state is not None
+    late = train_candidate(NET, data, seed=0, deadline=time.time() - 1)
+    assert late.status == "timeout"
+    assert "before this trial started" in late.error
 
 
 def test_trial_seed_depends_only_on_root_and_id():
@@ -348,3 +351,20 @@ def test_unreachable_scheduler_is_a_clear_error(data):
 def test_trial_result_rejects_unknown_status():
     with pytest.raises(ValueError, match="status"):
         TrialResult(trial_id=0, config={}, status="weird")
+
+
+def test_one_worker_per_gpu_with_its_device_pinned(data):
+    """The GPU layout, checked without GPUs: each worker sees only its own device."""
+    from autodeuq.evaluation import DaskEvaluator
+
+    evaluator = DaskEvaluator(devices=["MIG-4f2c-example", "cuda:3"])
+    with evaluator:
+        evaluator.start(data)
+        client = evaluator._client
+        seen = client.run(lambda: os.environ.get("CUDA_VISIBLE_DEVICES"))
+        resources = [w["resources"] for w in client.scheduler_info(n_workers=-1)["workers"]
+                     .values()]
+        assert sorted(seen.values()) == ["3", "MIG-4f2c-example"]
+        assert resources == [{"GPU": 1}, {"GPU": 1}]
+        assert evaluator.n_workers == 2
+        assert evaluator._device == "cuda"

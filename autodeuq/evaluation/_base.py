@@ -16,16 +16,21 @@ class Evaluator(abc.ABC):
     #: Number of trials that can run at once.
     n_workers = 1
 
+    @property
+    def capacity(self):
+        """Trials to keep submitted: the workers, plus any queued to start without delay."""
+        return self.n_workers
+
     def start(self, data):
         """Acquire resources and make ``data`` available to the workers (sent once)."""
         return self
 
     @abc.abstractmethod
-    def submit(self, trial_id, config, seed, stop_after=None):
+    def submit(self, trial_id, config, seed, deadline=None):
         """Start training ``config`` as trial ``trial_id``.
 
-        ``stop_after`` (seconds) ends its training normally, keeping the best weights so far:
-        the search's time budget is running out.
+        ``deadline`` (Unix time) ends its training normally, keeping the best weights so far:
+        the end of the search's time budget.
         """
 
     @abc.abstractmethod

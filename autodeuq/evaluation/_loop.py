@@ -27,7 +27,7 @@ def run_search(search, evaluator, seed_sequence, *, max_evals=None, time_budget=
 
     A new trial is submitted the moment a worker frees, so no worker waits for the slowest.
     When the time budget runs out no new trial starts, and running ones end with the best
-    weights they have (their ``stop_after`` is the time left when they started).
+    weights they have (every trial carries the budget's deadline).
 
     Parameters
     ----------
@@ -52,6 +52,7 @@ def run_search(search, evaluator, seed_sequence, *, max_evals=None, time_budget=
         The trials finished by this call, in the order they finished.
     """
     start = time.monotonic()
+    deadline = None if time_budget is None else time.time() + time_budget
 
     def time_left():
         return None if time_budget is None else time_budget - (time.monotonic() - start)
@@ -62,11 +63,10 @@ def run_search(search, evaluator, seed_sequence, *, max_evals=None, time_budget=
 
     results, n_started = [], n_done
     while True:
-        while may_start() and evaluator.n_running < max(1, evaluator.n_workers):
+        while may_start() and evaluator.n_running < max(1, evaluator.capacity):
             trial = search.ask()
-            evaluator.submit(trial.trial_id, trial.config, trial_seed(seed_sequence,
-                                                                      trial.trial_id),
-                             stop_after=time_left())
+            evaluator.submit(trial.trial_id, trial.config,
+                             trial_seed(seed_sequence, trial.trial_id), deadline=deadline)
             n_started += 1
         if evaluator.n_running == 0:
             break

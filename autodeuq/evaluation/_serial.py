@@ -1,6 +1,5 @@
 """SerialEvaluator: trials run one at a time in this process (deterministic, no Dask)."""
 
-import time
 from collections import deque
 
 from ._base import Evaluator
@@ -34,18 +33,15 @@ class SerialEvaluator(Evaluator):
         self._data = data
         return self
 
-    def submit(self, trial_id, config, seed, stop_after=None):
-        self._queue.append((trial_id, config, seed, stop_after, time.monotonic()))
+    def submit(self, trial_id, config, seed, deadline=None):
+        self._queue.append((trial_id, config, seed, deadline))
 
     def collect(self, timeout=None):
         if not self._queue:
             return []
-        trial_id, config, seed, stop_after, submitted = self._queue.popleft()
-        if stop_after is not None:  # the clock started at submission
-            stop_after = max(0.0, stop_after - (time.monotonic() - submitted))
+        trial_id, config, seed, deadline = self._queue.popleft()
         return [self.task(config, self._data, seed, device=self.device,
-                                time_limit=self.trial_timeout, trial_id=trial_id,
-                                stop_after=stop_after)]
+                          time_limit=self.trial_timeout, trial_id=trial_id, deadline=deadline)]
 
     @property
     def n_running(self):

@@ -33,7 +33,7 @@ def network_config(config):
 
 
 def train_candidate(config, data, seed, device="cpu", time_limit=None, trial_id=-1,
-                    stop_after=None):
+                    deadline=None):
     """Train one candidate and return a :class:`TrialResult`; never raises for a bad candidate.
 
     Parameters
@@ -49,9 +49,10 @@ def train_candidate(config, data, seed, device="cpu", time_limit=None, trial_id=
     time_limit : float or None, default=None
         Seconds of training after which the trial is recorded as ``"timeout"``.
     trial_id : int, default=-1
-    stop_after : float or None, default=None
-        Seconds after which training ends normally with the best weights so far (the search's
-        time budget is running out).
+    deadline : float or None, default=None
+        Unix time at which training ends normally with the best weights so far (the end of
+        the search's time budget). A trial that starts after it is not trained and is
+        recorded as ``"timeout"``.
 
     Returns
     -------
@@ -63,6 +64,10 @@ def train_candidate(config, data, seed, device="cpu", time_limit=None, trial_id=
     start = time.time()
     common = {"trial_id": trial_id, "config": config, "seed": int(seed), "start": start,
               "worker": worker_name()}
+    stop_after = None if deadline is None else deadline - start
+    if stop_after is not None and stop_after <= 0:
+        return TrialResult(status="timeout", end=start, error="the search's time budget ran "
+                           "out before this trial started", **common)
     try:
         trained = train_network(network_config(config), data["X_train"], data["y_train"],
                                 data["X_valid"], data["y_valid"], seed=int(seed), device=device,
