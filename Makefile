@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.autodeuq-installed
 PYTEST_ARGS ?=
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint bench bench-uci bench-search clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,13 @@ test: lint
 
 bench: install
 	$(BIN)/python benchmarks/bench_training.py
+	$(BIN)/python benchmarks/bench_search.py
+
+bench-uci: install
+	$(BIN)/python benchmarks/bench_uci.py --estimators gaussian_mlp deep_ensemble
+
+bench-search: install
+	$(BIN)/python benchmarks/bench_search.py
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache .ruff_cache tutorial_deep_ensemble.png
