@@ -7,10 +7,11 @@ of knowledge) parts.
 
 __version__ = "0.1.0.dev0"
 
-from .estimators import DeepEnsembleRegressor, GaussianMLPRegressor, NASRegressor
+from .estimators import AutoDEUQRegressor, DeepEnsembleRegressor, GaussianMLPRegressor, NASRegressor
 from .uncertainty import NormalMixture, PredictiveUncertainty
 
 __all__ = [
+    "AutoDEUQRegressor",
     "DeepEnsembleRegressor",
     "GaussianMLPRegressor",
     "NASRegressor",

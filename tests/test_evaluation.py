@@ -3,8 +3,6 @@
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from dataclasses import dataclass
 
@@ -290,37 +288,6 @@ def test_embedded_cluster_is_started_and_closed(data):
     assert [r.status for r in results] == ["success", "success"]
     assert cluster.status.name == "closed"
     assert evaluator._client is None
-
-
-@pytest.fixture(scope="module")
-def external_cluster(tmp_path_factory):
-    """A scheduler and two workers started as separate processes with the dask CLI."""
-    folder = tmp_path_factory.mktemp("external")
-    scheduler_file = folder / "scheduler.json"
-    dask_cli = [sys.executable, "-m", "distributed.cli.dask_scheduler"]
-    procs = [subprocess.Popen([*dask_cli, "--host", "127.0.0.1", "--port", "0",
-                               "--dashboard-address", "127.0.0.1:0",
-                               "--scheduler-file", str(scheduler_file)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
-    try:
-        deadline = time.monotonic() + 60
-        while not scheduler_file.exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        time.sleep(0.2)
-        for _ in range(2):
-            procs.append(subprocess.Popen(
-                [sys.executable, "-m", "distributed.cli.dask_worker", "--nthreads", "1",
-                 "--host", "127.0.0.1", "--scheduler-file", str(scheduler_file)],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        with distributed.Client(scheduler_file=str(scheduler_file)) as c:
-            c.wait_for_workers(2, timeout=120)
-            address = c.scheduler.address
-        yield address, scheduler_file
-    finally:
-        for proc in reversed(procs):
-            proc.terminate()
-        for proc in procs:
-            proc.wait(timeout=30)
 
 
 @pytest.mark.parametrize("how", ["address", "scheduler_file"])

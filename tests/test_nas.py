@@ -226,3 +226,14 @@ def test_embedded_cluster_is_closed_after_fit(regression_data):
     assert len(est.search_results_) == 2
     with pytest.raises(ValueError, match="No clients found"):
         distributed.default_client()
+
+
+@pytest.mark.parametrize("how", ["address", "scheduler_file"])
+def test_fit_on_an_external_cluster(external_cluster, regression_data, how):
+    X, y, X_test, _ = regression_data
+    address, scheduler_file = external_cluster
+    est = nas(backend="dask", scheduler=address if how == "address" else str(scheduler_file),
+              max_evals=4).fit(X, y)
+    assert sorted(est.search_results_["job_id"]) == [0, 1, 2, 3]
+    assert est.search_results_["worker"].str.startswith("tcp://127.0.0.1:").all()
+    assert est.predict(X_test).shape == (len(X_test),)

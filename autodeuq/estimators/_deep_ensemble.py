@@ -155,6 +155,21 @@ class DeepEnsembleRegressor(UncertaintyRegressorMixin, RegressorMixin, BaseEstim
         self.weights_ = weights
         return self
 
+    @classmethod
+    def _from_fitted(cls, members, weights, n_features, random_state=None):
+        """An ensemble of members already trained elsewhere (a search's catalogue).
+
+        Its parameters describe the same members as unfitted estimators, so ``clone`` gives
+        an ensemble that trains those configurations afresh.
+        """
+        weights = np.asarray(weights, dtype=float)
+        est = cls(members=[clone(m) for m in members], weights=weights.tolist(),
+                  random_state=random_state)
+        est.estimators_ = list(members)
+        est.weights_ = weights / weights.sum()
+        est.n_features_in_ = n_features
+        return est
+
     def predict_distribution(self, X):
         """Predict the mixture of the members' Gaussians for every row of X.
 

@@ -1,0 +1,116 @@
+"""AutoDEUQRegressor: catalogue, ensemble selection and the fitted ensemble."""
+
+import pickle
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.pipeline import Pipeline
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from autodeuq import AutoDEUQRegressor, DeepEnsembleRegressor
+from autodeuq.space import Float, Int
+
+SPACE = {"num_layers": 1, "units_1": Int(4, 32), "learning_rate": Float(1e-3, 3e-2, log=True),
+         "max_epochs": 40, "patience": 10}
+
+
+def auto(**params):
+    defaults = {"search_space": SPACE, "algorithm": "random", "max_evals": 8,
+                "backend": "serial", "ensemble_size": 3, "random_state": 0}
+    return AutoDEUQRegressor(**{**defaults, **params})
+
+
+@pytest.fixture(scope="module")
+def fitted(regression_data):
+    X, y, _, _ = regression_data
+    return auto().fit(X, y)
+
+
+def test_the_fitted_result_is_a_pipeline_holding_the_ensemble(fitted, regression_data):
+    X_test = regression_data[2]
+    assert isinstance(fitted.pipeline_, Pipeline)
+    ensemble = fitted.pipeline_[-1]
+    assert isinstance(ensemble, DeepEnsembleRegressor)
+    assert len(ensemble.estimators_) == len(fitted.members_) <= 3
+    np.testing.assert_allclose(ensemble.weights_, [m["weight"] for m in fitted.members_])
+    assert sum(m["weight"] for m in fitted.members_) == pytest.approx(1.0)
+    unc = fitted.predict_uncertainty(X_test)
+    np.testing.assert_allclose(unc.total_std**2, unc.aleatoric_std**2 + unc.epistemic_std**2,
+                               rtol=1e-12)
+    np.testing.assert_array_equal(unc.mean, fitted.pipeline_.predict(X_test))
+    lower, upper = fitted.predict_interval(X_test, coverage=0.9)
+    assert np.all(lower < upper)
+
+
+def test_members_are_readable_and_marked_in_the_results(fitted):
+    table = fitted.search_results_
+    assert table["selected"].sum() == pytest.approx(1.0)
+    for member in fitted.members_:
+        assert member["config"]["layers"][0]["units"] in range(4, 33)
+        row = table.loc[table["job_id"] == member["trial_id"]].iloc[0]
+        assert row["selected"] == pytest.approx(member["weight"])
+        assert row["valid_nll"] == pytest.approx(member["valid_nll"])
+    assert fitted.n_candidates_ == (table["status"] == "success").sum()
+
+
+def test_greedy_ensemble_is_no_worse_than_its_best_member_on_validation(fitted):
+    best_single = fitted.search_results_["valid_nll"].min()
+    assert fitted.validation_nll_ <= best_single + 1e-9
+
+
+def test_topk_selects_k_members_with_equal_weights(regression_data):
+    X, y, _, _ = regression_data
+    est = auto(selection="topk").fit(X, y)
+    assert len(est.members_) == 3
+    np.testing.assert_allclose([m["weight"] for m in est.members_], 1 / 3)
+    best_three = est.search_results_.nsmallest(3, "valid_nll")["job_id"]
+    assert {m["trial_id"] for m in est.members_} == set(best_three)
+
+
+def test_one_member_has_no_epistemic_part(regression_data):
+    X, y, X_test, _ = regression_data
+    est = auto(ensemble_size=1).fit(X, y)
+    assert np.all(est.predict_uncertainty(X_test).epistemic_std == 0)
+
+
+@pytest.mark.parametrize("journal", [True, False], ids=["read-from-journal", "retrained"])
+def test_members_beyond_the_memory_bound_are_still_usable(regression_data, tmp_path, journal):
+    X, y, X_test, _ = regression_data
+    bounded = auto(selection="topk", max_in_memory=1,
+                   checkpoint_dir=tmp_path if journal else None).fit(X, y)
+    unbounded = auto(selection="topk").fit(X, y)
+    np.testing.assert_allclose(bounded.predict(X_test), unbounded.predict(X_test), rtol=1e-6)
+
+
+def test_pickle_and_clone(fitted, regression_data):
+    X_test = regression_data[2]
+    restored = pickle.loads(pickle.dumps(fitted))
+    np.testing.assert_array_equal(restored.predict(X_test), fitted.predict(X_test))
+    assert clone(fitted).get_params() == fitted.get_params()
+    # The fitted ensemble's parameters describe its members, so it can be retrained.
+    retrainable = clone(fitted.pipeline_[-1])
+    assert len(retrainable.members) == len(fitted.members_)
+
+
+@pytest.mark.parametrize(("params", "match"), [
+    ({"ensemble_size": 0}, "ensemble_size"),
+    ({"max_in_memory": 0}, "max_in_memory"),
+    ({"selection": "best"}, "selection|greedy"),
+])
+def test_invalid_parameters(regression_data, params, match):
+    X, y, _, _ = regression_data
+    with pytest.raises(ValueError, match=match):
+        auto(**params).fit(X, y)
+
+
+def test_on_a_real_cluster(client, regression_data):
+    X, y, X_test, _ = regression_data
+    est = auto(backend="dask", scheduler=client).fit(X, y)
+    assert est.search_results_["worker"].nunique() == 2
+    assert est.predict(X_test).shape == (len(X_test),)
+
+
+@parametrize_with_checks([auto(max_evals=3, search_space={**SPACE, "learning_rate": 1e-2})])
+def test_sklearn_compatible(estimator, check):
+    check(estimator)
