@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from autodeuq import DeepEnsembleRegressor, GaussianMLPRegressor, NASRegressor
+from autodeuq import AutoDEUQRegressor, DeepEnsembleRegressor, GaussianMLPRegressor, NASRegressor
 from autodeuq.datasets import UCI_DATASETS, load_uci
 from autodeuq.space import SearchSpace, default_space
 from autodeuq.uncertainty import regression_report
@@ -46,6 +46,9 @@ ESTIMATORS = {
     "gaussian_mlp": lambda seed, budget, **member: GaussianMLPRegressor(random_state=seed,
                                                                         **member),
     "nas": lambda seed, budget, **member: NASRegressor(
+        time_budget=budget, max_evals=None, random_state=seed,
+        search_space=_smoke_space(member.get("max_epochs"))),
+    "autodeuq": lambda seed, budget, **member: AutoDEUQRegressor(
         time_budget=budget, max_evals=None, random_state=seed,
         search_space=_smoke_space(member.get("max_epochs"))),
 }

@@ -44,7 +44,8 @@ def test_uci_benchmark(tmp_path, capsys):
     np.savez(tmp_path / "yacht.npz", X=X, y=y, test_mask=masks)
     load("benchmarks/bench_uci.py").main(
         ["--data-dir", str(tmp_path), "--datasets", "yacht", "--splits", "0", "1",
-         "--estimators", "gaussian_mlp", "deep_ensemble", "nas", "--max-epochs", "3",
+         "--estimators", "gaussian_mlp", "deep_ensemble", "nas", "autodeuq",
+         "--max-epochs", "3",
          "--time-budget", "3",
          "--json", str(tmp_path / "rows.json")])
     table = capsys.readouterr().out
@@ -52,4 +53,5 @@ def test_uci_benchmark(tmp_path, capsys):
     assert "| yacht | deep_ensemble | 2 |" in table
     assert "Deep Ensembles (published)" in table
     assert "| yacht | nas | 2 |" in table
-    assert (tmp_path / "rows.json").read_text().count('"split"') == 6
+    assert "| yacht | autodeuq | 2 |" in table
+    assert (tmp_path / "rows.json").read_text().count('"split"') == 8

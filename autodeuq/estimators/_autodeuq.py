@@ -13,7 +13,6 @@ from ..evaluation import train_candidate
 from ..evaluation._train import network_config
 from ..uncertainty import NormalMixture, nll
 from ._deep_ensemble import DeepEnsembleRegressor
-from ._gaussian_mlp import GaussianMLPRegressor
 from ._search_base import SearchFailedError, SearchRegressorBase
 
 __all__ = ["AutoDEUQRegressor"]
@@ -123,10 +122,8 @@ trial_timeout, validation_fraction, checkpoint_dir, random_state, verbose
             trial_id = catalogue.trial_ids[index]
             entry = catalogue.get(trial_id)
             config = network_config(entry.config)
-            members.append(GaussianMLPRegressor._from_trained(
-                config, _weights(catalogue, entry, outcome.data), n_features=outcome.n_features,
-                y_mean=outcome.y_mean, y_scale=outcome.y_scale, n_epochs=entry.n_epochs,
-                best_epoch=entry.best_epoch, validation_nll=entry.objective + log_scale))
+            members.append(self._member(outcome, entry, _weights(catalogue, entry,
+                                                                 outcome.data)))
             described.append({"trial_id": int(trial_id), "weight": float(weight),
                               "valid_nll": entry.objective + log_scale, "config": config})
         ensemble = DeepEnsembleRegressor._from_fitted(members, weights, outcome.n_features)

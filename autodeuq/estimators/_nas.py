@@ -134,10 +134,7 @@ class NASRegressor(SearchRegressorBase):
             model.fit(_stack(outcome.data, "X"),
                       _stack(outcome.data, "y") * outcome.y_scale + outcome.y_mean)
         else:
-            model = GaussianMLPRegressor._from_trained(
-                config, winner.state, n_features=outcome.n_features, y_mean=outcome.y_mean,
-                y_scale=outcome.y_scale, n_epochs=winner.n_epochs,
-                best_epoch=winner.best_epoch, validation_nll=nll)
+            model = self._member(outcome, winner, winner.state)
         self.pipeline_ = Pipeline([("scale", outcome.x_scaler), ("model", model)])
         self.best_params_ = dict(winner.config)
         self.best_config_ = config

@@ -12,10 +12,12 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import validate_data
 
 from ..evaluation import Journal, SerialEvaluator, fingerprint, run_search
+from ..evaluation._train import network_config
 from ..exceptions import AutoDEUQError
 from ..search import make_search
 from ..space import SearchSpace
 from ._base import UncertaintyRegressorMixin, check_fitted, check_target, seed_sequence
+from ._gaussian_mlp import GaussianMLPRegressor
 
 __all__ = ["SearchFailedError", "SearchOutcome", "SearchRegressorBase"]
 
@@ -203,6 +205,19 @@ class SearchRegressorBase(UncertaintyRegressorMixin, RegressorMixin, BaseEstimat
                 "error": r.error,
             })
         return pd.DataFrame(rows)
+
+    @staticmethod
+    def _member(outcome, trial, state):
+        """A fitted GaussianMLPRegressor from a trial (``TrialResult`` or catalogue entry).
+
+        It predicts in y units from inputs scaled by ``outcome.x_scaler``; nothing is
+        retrained.
+        """
+        return GaussianMLPRegressor._from_trained(
+            network_config(trial.config), state, n_features=outcome.n_features,
+            y_mean=outcome.y_mean, y_scale=outcome.y_scale, n_epochs=trial.n_epochs,
+            best_epoch=trial.best_epoch,
+            validation_nll=trial.objective + math.log(outcome.y_scale))
 
     @staticmethod
     def _check_some_succeeded(outcome):
