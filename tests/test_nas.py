@@ -237,3 +237,16 @@ def test_fit_on_an_external_cluster(external_cluster, regression_data, how):
     assert sorted(est.search_results_["job_id"]) == [0, 1, 2, 3]
     assert est.search_results_["worker"].str.startswith("tcp://127.0.0.1:").all()
     assert est.predict(X_test).shape == (len(X_test),)
+
+
+def test_search_starts_from_the_default_network(regression_data):
+    X, y, _, _ = regression_data
+    est = NASRegressor(max_evals=2, backend="serial", random_state=0, algorithm="random",
+                       search_space={**TINY_SPACE, "units_1": Int(4, 256)}).fit(X, y)
+    first = est.search_results_.iloc[0]
+    assert first["p:units_1"] == 128  # GaussianMLPRegressor's width, inside this space
+    scratch = nas(initial_configs=None, max_evals=1).fit(X, y)
+    given = nas(initial_configs=[{**scratch.best_params_}], max_evals=1).fit(X, y)
+    assert given.best_params_ == scratch.best_params_
+    with pytest.raises(ValueError, match=r"initial_configs\[0\]"):
+        nas(initial_configs=[{"units_1": 1000}]).fit(X, y)

@@ -36,7 +36,7 @@ class AutoDEUQRegressor(SearchRegressorBase):
     Parameters
     ----------
     search_space, algorithm, max_evals, time_budget, n_jobs, backend, scheduler, devices, \
-trial_timeout, validation_fraction, checkpoint_dir, random_state, verbose
+trial_timeout, validation_fraction, initial_configs, checkpoint_dir, random_state, verbose
         As for :class:`NASRegressor`.
     ensemble_size : int, default=5
         Most distinct members (K).
@@ -73,7 +73,8 @@ trial_timeout, validation_fraction, checkpoint_dir, random_state, verbose
     def __init__(self, search_space=None, algorithm="agebo", max_evals=100, time_budget=None,
                  n_jobs=None, backend="dask", scheduler=None, devices=None, trial_timeout=None,
                  validation_fraction=0.2, ensemble_size=5, selection="greedy",
-                 max_in_memory=50, checkpoint_dir=None, random_state=None, verbose=0):
+                 max_in_memory=50, initial_configs="default", checkpoint_dir=None,
+                 random_state=None, verbose=0):
         self.search_space = search_space
         self.algorithm = algorithm
         self.max_evals = max_evals
@@ -87,6 +88,7 @@ trial_timeout, validation_fraction, checkpoint_dir, random_state, verbose
         self.ensemble_size = ensemble_size
         self.selection = selection
         self.max_in_memory = max_in_memory
+        self.initial_configs = initial_configs
         self.checkpoint_dir = checkpoint_dir
         self.random_state = random_state
         self.verbose = verbose

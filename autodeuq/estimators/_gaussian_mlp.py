@@ -68,7 +68,8 @@ class GaussianMLPRegressor(UncertaintyRegressorMixin, RegressorMixin, BaseEstima
     config_ : dict
         The network's full configuration (architecture and training), JSON-able.
     module_ : autodeuq.nn.GaussianMLP
-        The trained torch module (CPU, evaluation mode).
+        The trained torch module (CPU, evaluation mode; trained in float32, kept in float64 so
+        that predictions do not depend on how rows are batched).
     x_scaler_ : sklearn.preprocessing.StandardScaler
     y_mean_, y_scale_ : float
         Target standardization: the network models ``(y - y_mean_) / y_scale_``.
@@ -239,7 +240,9 @@ class GaussianMLPRegressor(UncertaintyRegressorMixin, RegressorMixin, BaseEstima
         self.best_epoch_ = result.best_epoch
         valid_loss = result.best_valid_loss
         self.validation_nll_ = None if valid_loss is None else valid_loss + math.log(y_scale)
-        self.module_ = result.module
+        # Trained in float32; kept in float64 so that a row's prediction does not depend on
+        # the other rows of the batch (float32 matrix products round differently by shape).
+        self.module_ = result.module.double()
         return self
 
     @classmethod
@@ -252,7 +255,7 @@ class GaussianMLPRegressor(UncertaintyRegressorMixin, RegressorMixin, BaseEstima
         module = GaussianMLP(n_features, config["layers"])
         module.load_state_dict({k: torch.as_tensor(np.asarray(v)) for k, v in state.items()})
         est.config_ = config
-        est.module_ = module.eval()
+        est.module_ = module.double().eval()
         est.x_scaler_ = StandardScaler(with_mean=False, with_std=False).fit(
             np.zeros((1, n_features)))
         est.n_features_in_ = n_features
@@ -266,7 +269,7 @@ class GaussianMLPRegressor(UncertaintyRegressorMixin, RegressorMixin, BaseEstima
         """Mean and variance of the standardized target, as float64 arrays."""
         check_fitted(self, "module_")
         X = validate_data(self, X, reset=False, dtype=np.float64)
-        Xs = torch.as_tensor(self.x_scaler_.transform(X), dtype=torch.float32)
+        Xs = torch.as_tensor(self.x_scaler_.transform(X), dtype=torch.float64)
         means, variances = [], []
         self.module_.eval()
         with torch.inference_mode():

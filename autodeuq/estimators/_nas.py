@@ -53,6 +53,10 @@ class NASRegressor(SearchRegressorBase):
     refit : bool, default=False
         Retrain the best configuration on all the training data (with its own early-stopping
         split) instead of keeping the searched network.
+    initial_configs : None, "default" or list of dict, default="default"
+        Configurations the search evaluates first. ``"default"`` starts from
+        :class:`GaussianMLPRegressor`'s defaults brought into the search space (a strong first
+        guess); a list gives flat configurations of the space; None starts from scratch.
     checkpoint_dir : str, path or None, default=None
         Journal every finished trial there (a JSON line and its weights); fitting again with
         the same directory and data resumes without repeating finished trials.
@@ -83,8 +87,8 @@ class NASRegressor(SearchRegressorBase):
 
     def __init__(self, search_space=None, algorithm="agebo", max_evals=50, time_budget=None,
                  n_jobs=None, backend="dask", scheduler=None, devices=None, trial_timeout=None,
-                 validation_fraction=0.2, refit=False, checkpoint_dir=None, random_state=None,
-                 verbose=0):
+                 validation_fraction=0.2, refit=False, initial_configs="default",
+                 checkpoint_dir=None, random_state=None, verbose=0):
         self.search_space = search_space
         self.algorithm = algorithm
         self.max_evals = max_evals
@@ -96,6 +100,7 @@ class NASRegressor(SearchRegressorBase):
         self.trial_timeout = trial_timeout
         self.validation_fraction = validation_fraction
         self.refit = refit
+        self.initial_configs = initial_configs
         self.checkpoint_dir = checkpoint_dir
         self.random_state = random_state
         self.verbose = verbose

@@ -15,7 +15,7 @@ from ..evaluation import Journal, SerialEvaluator, fingerprint, run_search
 from ..evaluation._train import network_config
 from ..exceptions import AutoDEUQError
 from ..search import make_search
-from ..space import SearchSpace
+from ..space import SearchSpace, to_flat_config
 from ._base import UncertaintyRegressorMixin, check_fitted, check_target, seed_sequence
 from ._gaussian_mlp import GaussianMLPRegressor
 
@@ -92,6 +92,29 @@ class SearchRegressorBase(UncertaintyRegressorMixin, RegressorMixin, BaseEstimat
         space = SearchSpace.coerce(self.search_space)
         return space
 
+    def _initial_configs(self, space, seed):
+        """The configurations the search starts from (validated in the space)."""
+        if isinstance(self.initial_configs, str) and self.initial_configs == "default":
+            # GaussianMLPRegressor's defaults, brought into the space: a strong first guess.
+            rng = np.random.default_rng(seed)
+            try:
+                return [space.project(to_flat_config(GaussianMLPRegressor().get_config()),
+                                      rng)]
+            except ValueError:
+                return []
+        if isinstance(self.initial_configs, (str, dict)) or not hasattr(self.initial_configs,
+                                                                          "__iter__"):
+            raise ValueError(f"initial_configs must be None, 'default' or a list of "
+                             f"configurations; got {self.initial_configs!r}.")
+        configs = [dict(c) for c in self.initial_configs]
+        for i, config in enumerate(configs):
+            try:
+                space.validate(config)
+            except ValueError as exc:
+                raise ValueError(f"initial_configs[{i}] is not a configuration of the search "
+                                 f"space: {exc}") from None
+        return configs
+
     def _check_devices(self):
         devices = self.devices
         if devices is None or (isinstance(devices, str) and devices == "cpu"):
@@ -150,6 +173,9 @@ class SearchRegressorBase(UncertaintyRegressorMixin, RegressorMixin, BaseEstimat
         data = {"X_train": Xs[train], "y_train": ys[train], "X_valid": Xs[valid],
                 "y_valid": ys[valid]}
         search = make_search(self.algorithm, space, int(search_seq.generate_state(1)[0]))
+        if self.initial_configs is not None:
+            for config in self._initial_configs(space, search_seq):
+                search.enqueue(config)
 
         journal, done = None, []
         if self.checkpoint_dir is not None:

@@ -170,6 +170,7 @@ class Search(abc.ABC):
         self._results = []        # Result, in the order of the tells
         self._told = {}           # trial_id -> Result
         self._asked_keys = set()  # _config_key of every configuration asked
+        self._queue = []          # configurations to propose before the algorithm's own
 
     # ----------------------------------------------------------------------------- state
     @property
@@ -222,13 +223,32 @@ class Search(abc.ABC):
         -------
         Trial
         """
-        config = self._new_config()
+        config = None
+        while self._queue and config is None:
+            queued = self._queue.pop(0)
+            config = queued if self._is_new(queued) else None
+        if config is None:
+            config = self._new_config()
         trial_id = self._next_id
         self._next_id += 1
         self._pending[trial_id] = config
         self._asked_keys.add(_config_key(config))
         self._on_ask(trial_id, config)
         return Trial(trial_id, dict(config))
+
+    def enqueue(self, config):
+        """Have the next :meth:`ask` propose ``config`` (a warm start from a known-good one).
+
+        Queued configurations come first, in order; one that was already asked (a resumed
+        search) is skipped.
+
+        Raises
+        ------
+        ValueError
+            If ``config`` is not valid in the space.
+        """
+        self.space.validate(config)
+        self._queue.append(dict(config))
 
     def _is_new(self, config):
         """Whether ``config`` was never asked."""

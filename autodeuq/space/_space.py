@@ -547,8 +547,9 @@ class SearchSpace:
     def project(self, config, rng=None):
         """Bring a configuration from elsewhere (e.g. an estimator's) into the space.
 
-        Numbers outside a range are clipped to it (ints rounded), values of active dimensions
-        that are missing are sampled, and unknown or inactive keys are dropped. Useful to seed
+        Numbers outside a range are clipped to it (ints rounded), a dimension the space fixes
+        to one value takes it, values of active dimensions that are missing are sampled, and
+        unknown or inactive keys are dropped. Useful to seed
         a search with :func:`autodeuq.space.to_flat_config` of an estimator's configuration.
 
         Parameters
@@ -581,6 +582,8 @@ class SearchSpace:
                     and math.isfinite(value):
                 value = min(dim.high, max(dim.low, value))
                 value = round(float(value)) if isinstance(dim, Int) else float(value)
+            elif dim.is_constant and not dim.contains(value):
+                value = dim.sample(None)  # the space fixes this dimension: take its value
             values[name] = value
         projected = self._resolve(values, _as_rng(rng))
         self.validate(projected)
