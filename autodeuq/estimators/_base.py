@@ -8,7 +8,14 @@ from sklearn.utils.validation import check_is_fitted as _sk_check_is_fitted
 
 from ..exceptions import NotFittedError
 
-__all__ = ["UncertaintyRegressorMixin", "check_fitted", "check_target", "seed_sequence"]
+__all__ = [
+    "UncertaintyRegressorMixin",
+    "check_fitted",
+    "check_target",
+    "holdout_split",
+    "seed_sequence",
+    "target_scaling",
+]
 
 
 def seed_sequence(random_state):
@@ -28,6 +35,21 @@ def seed_sequence(random_state):
         return np.random.SeedSequence(int(random_state.integers(2**63)))
     raise ValueError(f"random_state must be None, an int, a numpy RandomState or Generator; got "
                      f"{random_state!r}. Pass an int for reproducible results.")
+
+
+def holdout_split(n, n_valid, sequence):
+    """Sorted indices ``(train, valid)`` of ``n`` rows, ``n_valid`` held out, drawn from a seed."""
+    order = np.random.default_rng(sequence).permutation(n)
+    return np.sort(order[n_valid:]), np.sort(order[:n_valid])
+
+
+def target_scaling(y_train):
+    """``(mean, scale)`` standardizing the target; scale 1 for a constant target."""
+    mean = float(np.mean(y_train))
+    scale = float(np.std(y_train))
+    if not np.isfinite(scale) or scale <= 1e-12 * max(1.0, abs(mean)):
+        scale = 1.0
+    return mean, scale
 
 
 def check_fitted(estimator, attribute):

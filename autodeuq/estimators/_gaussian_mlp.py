@@ -11,7 +11,14 @@ from sklearn.utils.validation import validate_data
 
 from ..nn import GaussianMLP, layers_from_params, normalize_config, resolve_device, train_network
 from ..uncertainty import NormalMixture
-from ._base import UncertaintyRegressorMixin, check_fitted, check_target, seed_sequence
+from ._base import (
+    UncertaintyRegressorMixin,
+    check_fitted,
+    check_target,
+    holdout_split,
+    seed_sequence,
+    target_scaling,
+)
 
 __all__ = ["GaussianMLPRegressor"]
 
@@ -215,15 +222,11 @@ class GaussianMLPRegressor(UncertaintyRegressorMixin, RegressorMixin, BaseEstima
                 "samples or validation_fraction=0."
             )
         split_seq, train_seq = seed_sequence(self.random_state).spawn(2)
-        order = np.random.default_rng(split_seq).permutation(n)
-        train, valid = np.sort(order[n_valid:]), np.sort(order[:n_valid])
+        train, valid = holdout_split(n, n_valid, split_seq)
 
         x_scaler = StandardScaler().fit(X)
         Xs = x_scaler.transform(X)
-        y_mean = float(np.mean(y[train]))
-        y_scale = float(np.std(y[train]))
-        if not np.isfinite(y_scale) or y_scale <= 1e-12 * max(1.0, abs(y_mean)):
-            y_scale = 1.0
+        y_mean, y_scale = target_scaling(y[train])
         ys = (y - y_mean) / y_scale
 
         result = train_network(

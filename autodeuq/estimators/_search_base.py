@@ -16,7 +16,14 @@ from ..evaluation._train import network_config
 from ..exceptions import AutoDEUQError
 from ..search import make_search
 from ..space import SearchSpace, to_flat_config
-from ._base import UncertaintyRegressorMixin, check_fitted, check_target, seed_sequence
+from ._base import (
+    UncertaintyRegressorMixin,
+    check_fitted,
+    check_target,
+    holdout_split,
+    seed_sequence,
+    target_scaling,
+)
 from ._gaussian_mlp import GaussianMLPRegressor
 
 __all__ = ["SearchFailedError", "SearchOutcome", "SearchRegressorBase"]
@@ -161,14 +168,10 @@ class SearchRegressorBase(UncertaintyRegressorMixin, RegressorMixin, BaseEstimat
                              f"and 2 to rank candidates on; got n_samples = {n}. Pass more "
                              "samples.")
         split_seq, search_seq, trial_seq = seed_sequence(self.random_state).spawn(3)
-        order = np.random.default_rng(split_seq).permutation(n)
-        train, valid = np.sort(order[n_valid:]), np.sort(order[:n_valid])
+        train, valid = holdout_split(n, n_valid, split_seq)
         x_scaler = StandardScaler().fit(X)
         Xs = x_scaler.transform(X).astype(np.float32)
-        y_mean = float(np.mean(y[train]))
-        y_scale = float(np.std(y[train]))
-        if not np.isfinite(y_scale) or y_scale <= 1e-12 * max(1.0, abs(y_mean)):
-            y_scale = 1.0
+        y_mean, y_scale = target_scaling(y[train])
         ys = ((y - y_mean) / y_scale).astype(np.float32)
         data = {"X_train": Xs[train], "y_train": ys[train], "X_valid": Xs[valid],
                 "y_valid": ys[valid]}

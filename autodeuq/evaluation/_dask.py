@@ -219,7 +219,7 @@ class DaskEvaluator(Evaluator):
         [self._data] = self._client.scatter([self._raw_data], broadcast=True, hash=False)
 
     def close(self):
-        futures = [f for f, _ in self._futures.items()]
+        futures = list(self._futures)
         self._futures = {}
         self._completed = None
         if self._client is not None and futures:

@@ -69,7 +69,7 @@ class Journal:
                                  "data or settings, so it cannot be resumed with these. Use an "
                                  "empty directory, or the same data, space and random_state.")
         else:
-            self._weights.mkdir(parents=True, exist_ok=True)
+            self.directory.mkdir(parents=True, exist_ok=True)
             meta_path.write_text(json.dumps({"format": JOURNAL_FORMAT,
                                              "fingerprint": fingerprint}))
         self._weights.mkdir(parents=True, exist_ok=True)
