@@ -71,8 +71,18 @@ def run_split(name, dataset, split, data_dir, max_epochs=None, budget=300.0):
     est.fit(X_train, y_train)
     seconds = time.perf_counter() - start
     report = regression_report(y_test, est.predict_distribution(X_test), level=0.9)
-    return {"estimator": name, "dataset": dataset, "split": split, "seconds": seconds,
-            **{k: float(v) for k, v in report.items()}}
+    row = {"estimator": name, "dataset": dataset, "split": split, "seconds": seconds,
+           **{k: float(v) for k, v in report.items()}}
+    if hasattr(est, "search_results_"):  # what the search did within the budget
+        row["trials"] = len(est.search_results_)
+        row["search_seconds"] = est.search_time_
+        row["refit_seconds"] = est.refit_time_
+    return row
+
+
+def _mean_trials(group):
+    trials = [r["trials"] for r in group if "trials" in r]
+    return f"{statistics.mean(trials):.0f}" if trials else ""
 
 
 def summarize(rows):
@@ -80,7 +90,7 @@ def summarize(rows):
     for row in rows:
         groups.setdefault(row["dataset"], {}).setdefault(row["estimator"], []).append(row)
     lines = ["| dataset | model | splits | NLL | NLL (moment-matched) | RMSE | 90% coverage | "
-             "seconds/split |", "|---|---|---|---|---|---|---|---|"]
+             "seconds/split | trials/split |", "|---|---|---|---|---|---|---|---|---|"]
 
     def stat(group, key):
         values = [r[key] for r in group]
@@ -92,10 +102,11 @@ def summarize(rows):
             lines.append(f"| {dataset} | {name} | {len(group)} | {stat(group, 'nll')} | "
                          f"{stat(group, 'nll_moment_matched')} | {stat(group, 'rmse')} | "
                          f"{stat(group, 'coverage')} | "
-                         f"{statistics.mean(r['seconds'] for r in group):.1f} |")
+                         f"{statistics.mean(r['seconds'] for r in group):.1f} | "
+                         f"{_mean_trials(group)} |")
         for paper, (rmse, nll) in PUBLISHED.get(dataset, {}).items():
             lines.append(f"| {dataset} | *{paper} (published)* | 20 | {nll:.2f} | | "
-                         f"{'' if rmse is None else f'{rmse:.2f}'} | | |")
+                         f"{'' if rmse is None else f'{rmse:.2f}'} | | | |")
     return "\n".join(lines)
 
 
@@ -122,9 +133,10 @@ def main(argv=None):
                 row = run_split(name, dataset, split, args.data_dir, args.max_epochs,
                                 args.time_budget)
                 rows.append(row)
+                trials = f" {row['trials']} trials" if "trials" in row else ""
                 print(f"{dataset:<12} {name:<14} split {split}: NLL {row['nll']:.3f} "
                       f"RMSE {row['rmse']:.3f} cov {row['coverage']:.2f} "
-                      f"{row['seconds']:.1f}s", file=sys.stderr, flush=True)
+                      f"{row['seconds']:.1f}s{trials}", file=sys.stderr, flush=True)
     print(summarize(rows))
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))

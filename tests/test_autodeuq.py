@@ -77,10 +77,36 @@ def test_one_member_has_no_epistemic_part(regression_data):
 @pytest.mark.parametrize("journal", [True, False], ids=["read-from-journal", "retrained"])
 def test_members_beyond_the_memory_bound_are_still_usable(regression_data, tmp_path, journal):
     X, y, X_test, _ = regression_data
-    bounded = auto(selection="topk", max_in_memory=1,
+    # Without refit the searched weights are the members: kept, journaled or retrained.
+    bounded = auto(selection="topk", max_in_memory=1, refit=False,
                    checkpoint_dir=tmp_path if journal else None).fit(X, y)
-    unbounded = auto(selection="topk").fit(X, y)
+    unbounded = auto(selection="topk", refit=False).fit(X, y)
     np.testing.assert_allclose(bounded.predict(X_test), unbounded.predict(X_test), rtol=1e-6)
+
+
+def test_refit_trains_the_selected_configs_again_on_all_the_data(fitted, regression_data):
+    X, y, X_test, _ = regression_data
+    searched = auto(refit=False).fit(X, y)
+    assert [m["config"] for m in searched.members_] == [m["config"] for m in fitted.members_]
+    assert fitted.refit_time_ > 0
+    assert searched.refit_time_ == 0
+    assert not np.allclose(searched.predict(X_test), fitted.predict(X_test))
+    # Each member early-stopped on its own tenth of the data, so they trained on other rows.
+    members = fitted.pipeline_[-1].estimators_
+    assert len({m.validation_nll_ for m in members}) == len(members)
+
+
+def test_recalibration_scales_the_aleatoric_part_only(fitted, regression_data):
+    X, y, X_test, _ = regression_data
+    recalibrated = auto(recalibrate=True).fit(X, y)
+    assert fitted.std_scale_ == 1.0
+    assert recalibrated.std_scale_ != 1.0
+    assert recalibrated.validation_nll_ < fitted.validation_nll_
+    before, after = fitted.predict_uncertainty(X_test), recalibrated.predict_uncertainty(X_test)
+    np.testing.assert_array_equal(after.mean, before.mean)
+    np.testing.assert_allclose(after.epistemic_std, before.epistemic_std)
+    np.testing.assert_allclose(after.aleatoric_std, before.aleatoric_std
+                               * recalibrated.std_scale_)
 
 
 def test_pickle_and_clone(fitted, regression_data):
@@ -97,6 +123,8 @@ def test_pickle_and_clone(fitted, regression_data):
     ({"ensemble_size": 0}, "ensemble_size"),
     ({"max_in_memory": 0}, "max_in_memory"),
     ({"selection": "best"}, "selection|greedy"),
+    ({"refit": "yes"}, "refit must be True or False"),
+    ({"recalibrate": 1}, "recalibrate must be True or False"),
 ])
 def test_invalid_parameters(regression_data, params, match):
     X, y, _, _ = regression_data

@@ -77,6 +77,21 @@ def test_ensemble_is_the_weighted_mixture_of_its_members(fitted, regression_data
     assert np.all(unc.epistemic_std > 0)
 
 
+def test_recalibrate_scales_every_members_std(regression_data):
+    X, y, X_test, y_test = regression_data
+    est = ensemble().fit(X, y)
+    before = est.predict_uncertainty(X_test)
+    assert est.std_scale_ == 1.0
+    assert est.recalibrate(X_test, y_test) is est
+    after = est.predict_uncertainty(X_test)
+    np.testing.assert_array_equal(after.mean, before.mean)
+    np.testing.assert_allclose(after.epistemic_std, before.epistemic_std)
+    np.testing.assert_allclose(after.aleatoric_std, before.aleatoric_std * est.std_scale_)
+    # Calling it again starts from the raw members, so the factor does not compound.
+    assert est.recalibrate(X_test, y_test).std_scale_ == pytest.approx(
+        est.std_scale_, rel=1e-6)
+
+
 def test_ensemble_weights_are_respected(regression_data):
     X, y, X_test, _ = regression_data
     est = DeepEnsembleRegressor(single(), n_members=2, weights=[3, 1], random_state=0).fit(X, y)

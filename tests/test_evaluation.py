@@ -14,6 +14,7 @@ from autodeuq.evaluation import (
     SerialEvaluator,
     TrialResult,
     fingerprint,
+    run_refits,
     run_search,
     train_candidate,
     trial_seed,
@@ -96,6 +97,28 @@ def test_deadline_keeps_the_best_weights(data):
     late = train_candidate(NET, data, seed=0, deadline=time.time() - 1)
     assert late.status == "timeout"
     assert "before this trial started" in late.error
+
+
+def test_refit_data_splits_all_the_rows_anew(data):
+    from autodeuq.evaluation._train import refit_data
+
+    every = np.sort(np.concatenate([data["y_train"], data["y_valid"]]))
+    first, second = refit_data(data, 0.1, seed=1), refit_data(data, 0.1, seed=2)
+    for part in (first, second):
+        assert len(part["y_valid"]) == 30
+        assert len(part["y_train"]) == 270
+        np.testing.assert_array_equal(np.sort(np.concatenate([part["y_train"],
+                                                              part["y_valid"]])), every)
+    assert not np.array_equal(first["y_valid"], second["y_valid"])
+
+
+def test_refits_run_on_the_evaluator_in_order(data):
+    with SerialEvaluator() as evaluator:
+        evaluator.start(data)
+        results = run_refits(evaluator, [NET, DIVERGES], seeds=[4, 5], holdout=0.1)
+    assert [r.trial_id for r in results] == [-1, -2]
+    assert [r.status for r in results] == ["success", "diverged"]
+    assert results[0].valid_mean.shape == (30,)  # early-stopped on its own tenth
 
 
 def test_trial_seed_depends_only_on_root_and_id():

@@ -25,7 +25,7 @@ def nas(**params):
 @pytest.fixture(scope="module")
 def fitted(regression_data):
     X, y, _, _ = regression_data
-    return nas().fit(X, y)
+    return nas(refit=False).fit(X, y)
 
 
 def test_results_table_and_best(fitted):
@@ -62,7 +62,7 @@ def test_kept_network_scores_its_validation_nll(fitted):
 
 def test_serial_search_is_deterministic(fitted, regression_data):
     X, y, X_test, _ = regression_data
-    again = nas().fit(X, y)
+    again = nas(refit=False).fit(X, y)
     pd.testing.assert_series_equal(again.search_results_["objective"],
                                    fitted.search_results_["objective"])
     np.testing.assert_array_equal(again.predict(X_test), fitted.predict(X_test))
@@ -73,7 +73,24 @@ def test_refit_trains_the_best_config_on_all_data(fitted, regression_data):
     refitted = nas(refit=True).fit(X, y)
     assert refitted.best_params_ == fitted.best_params_
     assert refitted.pipeline_[-1].config_["layers"] == fitted.best_config_["layers"]
-    assert refitted.predict(X_test).shape == (len(X_test),)
+    assert refitted.refit_time_ > 0
+    assert fitted.refit_time_ == 0
+    # Another network: trained on other rows, from another seed.
+    assert not np.allclose(refitted.predict(X_test), fitted.predict(X_test))
+    assert nas().refit is True
+
+
+def test_failed_refit_keeps_the_searched_network(fitted, regression_data, monkeypatch):
+    from autodeuq.evaluation import _train
+
+    def broken(*args):
+        raise RuntimeError("injected refit failure")
+
+    monkeypatch.setattr(_train, "refit_data", broken)
+    X, y, X_test, _ = regression_data
+    with pytest.warns(RuntimeWarning, match="injected refit failure.*searched network is kept"):
+        est = nas(refit=True).fit(X, y)
+    np.testing.assert_array_equal(est.predict(X_test), fitted.predict(X_test))
 
 
 @pytest.mark.parametrize("algorithm", ["random", "evolution", "bo", "agebo"])

@@ -14,6 +14,7 @@ from autodeuq.uncertainty import (
     calibration_error,
     coverage,
     crps,
+    fit_std_scale,
     gaussian_nll,
     interval_width,
     mixture_moments,
@@ -368,6 +369,21 @@ def test_interval_width_gaussian_closed_form():
     mix = NormalMixture(np.zeros(3), sd)
     want = np.mean(2 * stats.norm.ppf(0.95) * sd)
     assert interval_width(mix, 0.9) == pytest.approx(want, rel=1e-13)
+
+
+def test_fit_std_scale_recovers_the_missing_factor():
+    rng = np.random.default_rng(3)
+    means = rng.normal(size=(3, 20_000)) * 0.1
+    y = means.mean(axis=0) + 2.0 * rng.normal(size=20_000)
+    mix = NormalMixture(means, np.ones_like(means))  # the truth has std 2, not 1
+    scale = fit_std_scale(y, mix)
+    assert scale == pytest.approx(2.0, rel=0.03)
+    assert nll(y, NormalMixture(means, scale * np.ones_like(means))) < nll(y, mix)
+    # Already calibrated: the factor stays (near) 1.
+    calibrated = NormalMixture(means, 2.0 * np.ones_like(means))
+    assert fit_std_scale(y, calibrated) == pytest.approx(1.0, abs=0.02)
+    with pytest.raises(TypeError, match="NormalMixture"):
+        fit_std_scale(y, means)
 
 
 def test_regression_report():

@@ -11,7 +11,7 @@ from sklearn.pipeline import Pipeline
 from ..ensemble import Catalogue, make_selector
 from ..evaluation import train_candidate
 from ..evaluation._train import network_config
-from ..uncertainty import NormalMixture, nll
+from ..uncertainty import NormalMixture, fit_std_scale, nll
 from ._deep_ensemble import DeepEnsembleRegressor
 from ._search_base import SearchFailedError, SearchRegressorBase
 
@@ -27,8 +27,9 @@ class AutoDEUQRegressor(SearchRegressorBase):
     :class:`NASRegressor`) trains candidates on Dask workers; every successful candidate
     joins a catalogue with its predictions on the held-out validation part; then
     ``ensemble_size`` members are selected by the validation NLL of the mixture they form
-    (greedy selection with replacement, Caruana et al. 2004, as in Egele et al. 2022). The
-    members are used as trained: nothing is retrained.
+    (greedy selection with replacement, Caruana et al. 2004, as in Egele et al. 2022). Then
+    each selected configuration is trained again on all the data (``refit``), so the part
+    held out for selection is not lost to the final ensemble.
 
     The prediction is the members' weighted Gaussian mixture; its variance splits exactly into
     aleatoric (``sum w sigma^2``) and epistemic (``sum w (mu - mean)^2``) parts.
@@ -50,6 +51,16 @@ trial_timeout, validation_fraction, initial_configs, checkpoint_dir, random_stat
         validation predictions, so memory stays bounded in a long search. A selected member
         whose weights were dropped is read back from ``checkpoint_dir`` when set, else
         trained again from its seed (the same weights on the CPU).
+    refit : bool, default=True
+        Train each selected configuration again on all the data, in parallel on the search's
+        workers, each member early-stopping on its own random tenth of it (as the members of
+        :class:`DeepEnsembleRegressor` do). On the UCI benchmarks this lowers the test NLL
+        clearly: the validation part is a fifth of the data. False keeps the searched
+        networks as trained (the AutoDEUQ paper's way) and needs no extra training time.
+    recalibrate : bool, default=False
+        Scale every member's std by the factor that minimizes the searched ensemble's NLL on
+        the validation part (see :meth:`DeepEnsembleRegressor.recalibrate`); the means, so the
+        epistemic part, are unchanged.
 
     Attributes
     ----------
@@ -59,13 +70,19 @@ trial_timeout, validation_fraction, initial_configs, checkpoint_dir, random_stat
         Per member: ``trial_id``, ``weight``, ``valid_nll`` (alone, units of y) and ``config``
         (the network configuration, readable).
     validation_nll_ : float
-        The selected ensemble's mixture NLL on the validation part, in the units of y.
+        The selected (searched, not refitted) ensemble's mixture NLL on the validation part,
+        in the units of y, after recalibration.
+    std_scale_ : float
+        The recalibration factor on the members' stds (1 without ``recalibrate``).
     search_results_ : pandas.DataFrame
         One row per trial, as :attr:`NASRegressor.search_results_`, with a ``selected``
         column (the member's weight, 0 if not selected).
     n_candidates_ : int
         Successful candidates in the catalogue.
     search_time_ : float
+        Wall time of the search, in seconds.
+    refit_time_ : float
+        Wall time of the refit, in seconds (0 without one).
     n_features_in_ : int
     feature_names_in_ : ndarray of str
     """
@@ -73,8 +90,8 @@ trial_timeout, validation_fraction, initial_configs, checkpoint_dir, random_stat
     def __init__(self, search_space=None, algorithm="agebo", max_evals=100, time_budget=None,
                  n_jobs=None, backend="dask", scheduler=None, devices=None, trial_timeout=None,
                  validation_fraction=0.2, ensemble_size=5, selection="greedy",
-                 max_in_memory=50, initial_configs="default", checkpoint_dir=None,
-                 random_state=None, verbose=0):
+                 max_in_memory=50, refit=True, recalibrate=False, initial_configs="default",
+                 checkpoint_dir=None, random_state=None, verbose=0):
         self.search_space = search_space
         self.algorithm = algorithm
         self.max_evals = max_evals
@@ -88,6 +105,8 @@ trial_timeout, validation_fraction, initial_configs, checkpoint_dir, random_stat
         self.ensemble_size = ensemble_size
         self.selection = selection
         self.max_in_memory = max_in_memory
+        self.refit = refit
+        self.recalibrate = recalibrate
         self.initial_configs = initial_configs
         self.checkpoint_dir = checkpoint_dir
         self.random_state = random_state
@@ -109,32 +128,46 @@ trial_timeout, validation_fraction, initial_configs, checkpoint_dir, random_stat
             value = getattr(self, name)
             if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be an int >= 1; got {value!r}.")
+        for name in ("refit", "recalibrate"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be True or False; got {getattr(self, name)!r}.")
         selector = make_selector(self.selection, self.ensemble_size)
         directory = None if self.checkpoint_dir is None else Path(self.checkpoint_dir) / "weights"
         catalogue = Catalogue(max_in_memory=self.max_in_memory, directory=directory)
 
-        outcome = self._search(X, y, catalogue.add)
-        self._check_some_succeeded(outcome)
-        y_valid = outcome.data["y_valid"].astype(np.float64)
-        indices, weights = selector.select(y_valid, catalogue.valid_means(),
-                                           catalogue.valid_vars(), catalogue.objectives)
-        log_scale = math.log(outcome.y_scale)
-        members, described = [], []
-        for index, weight in zip(indices, weights, strict=True):
-            trial_id = catalogue.trial_ids[index]
-            entry = catalogue.get(trial_id)
-            config = network_config(entry.config)
-            members.append(self._member(outcome, entry, _weights(catalogue, entry,
-                                                                 outcome.data)))
-            described.append({"trial_id": int(trial_id), "weight": float(weight),
-                              "valid_nll": entry.objective + log_scale, "config": config})
-        ensemble = DeepEnsembleRegressor._from_fitted(members, weights, outcome.n_features)
-        mixture = NormalMixture(catalogue.valid_means()[indices],
-                                np.sqrt(catalogue.valid_vars()[indices]), weights)
+        def finish(outcome, evaluator):
+            y_valid = outcome.data["y_valid"].astype(np.float64)
+            indices, weights = selector.select(y_valid, catalogue.valid_means(),
+                                               catalogue.valid_vars(), catalogue.objectives)
+            entries = [catalogue.get(catalogue.trial_ids[i]) for i in indices]
+            # The searched members' mixture on the validation part: what selection scored.
+            mixture = NormalMixture(catalogue.valid_means()[indices],
+                                    np.sqrt(catalogue.valid_vars()[indices]), weights)
+            std_scale = fit_std_scale(y_valid, mixture) if self.recalibrate else 1.0
+            members = (self._refit_members(outcome, evaluator, entries) if self.refit
+                       else [None] * len(entries))
+            if not self.refit:
+                self.refit_time_ = 0.0
+            members = [member if member is not None else
+                       self._member(outcome, entry, _weights(catalogue, entry, outcome.data))
+                       for member, entry in zip(members, entries, strict=True)]
+            return outcome, entries, weights, members, mixture, std_scale
 
+        outcome, entries, weights, members, mixture, std_scale = self._search(
+            X, y, catalogue.add, finish)
+        log_scale = math.log(outcome.y_scale)
+        described = [{"trial_id": int(entry.trial_id), "weight": float(weight),
+                      "valid_nll": entry.objective + log_scale,
+                      "config": network_config(entry.config)}
+                     for entry, weight in zip(entries, weights, strict=True)]
+        ensemble = DeepEnsembleRegressor._from_fitted(members, weights, outcome.n_features,
+                                                      std_scale=std_scale)
         self.pipeline_ = Pipeline([("scale", outcome.x_scaler), ("ensemble", ensemble)])
         self.members_ = described
-        self.validation_nll_ = nll(y_valid, mixture) + log_scale
+        self.validation_nll_ = nll(outcome.data["y_valid"].astype(np.float64),
+                                   NormalMixture(mixture.means, mixture.stds * std_scale,
+                                                 mixture.weights)) + log_scale
+        self.std_scale_ = std_scale
         table = self._results_frame(outcome)
         selected = {m["trial_id"]: m["weight"] for m in described}
         table["selected"] = table["job_id"].map(selected).fillna(0.0)

@@ -7,7 +7,7 @@ from joblib import Parallel, delayed
 from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.utils.validation import validate_data
 
-from ..uncertainty import NormalMixture
+from ..uncertainty import NormalMixture, fit_std_scale
 from ._base import UncertaintyRegressorMixin, check_fitted, check_target, seed_sequence
 from ._gaussian_mlp import GaussianMLPRegressor
 
@@ -59,6 +59,9 @@ class DeepEnsembleRegressor(UncertaintyRegressorMixin, RegressorMixin, BaseEstim
         The fitted members.
     weights_ : ndarray of shape (n_members,)
         Normalised mixture weights.
+    std_scale_ : float
+        Factor on every member's standard deviation: 1 after ``fit``, set by
+        :meth:`recalibrate`.
     n_features_in_ : int
     feature_names_in_ : ndarray of str
         Only when X has feature names.
@@ -153,10 +156,34 @@ class DeepEnsembleRegressor(UncertaintyRegressorMixin, RegressorMixin, BaseEstim
         )
         self.estimators_ = list(fitted)
         self.weights_ = weights
+        self.std_scale_ = 1.0
+        return self
+
+    def recalibrate(self, X, y):
+        """Scale every member's std to minimize the NLL of held-out ``(X, y)``.
+
+        A post-hoc correction for members over- or under-confident about the noise: the
+        means, so the epistemic part, are unchanged; the aleatoric variance is multiplied by
+        ``std_scale_**2``. Use data the members were not trained on.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+
+        Returns
+        -------
+        self
+        """
+        check_fitted(self, "estimators_")
+        check_target(y)
+        X, y = validate_data(self, X, y, reset=False, y_numeric=True, dtype=np.float64)
+        self.std_scale_ = 1.0
+        self.std_scale_ = fit_std_scale(y, self.predict_distribution(X))
         return self
 
     @classmethod
-    def _from_fitted(cls, members, weights, n_features, random_state=None):
+    def _from_fitted(cls, members, weights, n_features, random_state=None, std_scale=1.0):
         """An ensemble of members already trained elsewhere (a search's catalogue).
 
         Its parameters describe the same members as unfitted estimators, so ``clone`` gives
@@ -168,6 +195,7 @@ class DeepEnsembleRegressor(UncertaintyRegressorMixin, RegressorMixin, BaseEstim
         est.estimators_ = list(members)
         est.weights_ = weights / weights.sum()
         est.n_features_in_ = n_features
+        est.std_scale_ = float(std_scale)
         return est
 
     def predict_distribution(self, X):
@@ -181,8 +209,8 @@ class DeepEnsembleRegressor(UncertaintyRegressorMixin, RegressorMixin, BaseEstim
         check_fitted(self, "estimators_")
         X = validate_data(self, X, reset=False, dtype=np.float64)
         parts = [member.predict_distribution(X) for member in self.estimators_]
-        return NormalMixture(np.stack([p.mean for p in parts]), np.stack([p.std for p in parts]),
-                             self.weights_)
+        stds = np.stack([p.std for p in parts]) * getattr(self, "std_scale_", 1.0)
+        return NormalMixture(np.stack([p.mean for p in parts]), stds, self.weights_)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -2,11 +2,9 @@
 
 import math
 
-import numpy as np
 from sklearn.pipeline import Pipeline
 
 from ..evaluation._train import network_config
-from ._gaussian_mlp import GaussianMLPRegressor
 from ._search_base import SearchRegressorBase
 
 __all__ = ["NASRegressor"]
@@ -50,9 +48,11 @@ class NASRegressor(SearchRegressorBase):
         Seconds of training per candidate before it is recorded as ``"timeout"``.
     validation_fraction : float, default=0.2
         Part of the training data held out to rank candidates.
-    refit : bool, default=False
-        Retrain the best configuration on all the training data (with its own early-stopping
-        split) instead of keeping the searched network.
+    refit : bool, default=True
+        Train the best configuration again on all the data (on the search's workers, early
+        stopping on a random tenth of it, as :class:`GaussianMLPRegressor` does), so the part
+        held out to rank candidates is not lost to the final model. False keeps the searched
+        network as trained.
     initial_configs : None, "default" or list of dict, default="default"
         Configurations the search evaluates first. ``"default"`` starts from
         :class:`GaussianMLPRegressor`'s defaults brought into the search space (a strong first
@@ -81,13 +81,15 @@ class NASRegressor(SearchRegressorBase):
         ``best_epoch``, ``attempts``, ``error``.
     search_time_ : float
         Wall time of the search, in seconds.
+    refit_time_ : float
+        Wall time of the refit, in seconds (0 without one).
     n_features_in_ : int
     feature_names_in_ : ndarray of str
     """
 
     def __init__(self, search_space=None, algorithm="agebo", max_evals=50, time_budget=None,
                  n_jobs=None, backend="dask", scheduler=None, devices=None, trial_timeout=None,
-                 validation_fraction=0.2, refit=False, initial_configs="default",
+                 validation_fraction=0.2, refit=True, initial_configs="default",
                  checkpoint_dir=None, random_state=None, verbose=0):
         self.search_space = search_space
         self.algorithm = algorithm
@@ -118,7 +120,8 @@ class NASRegressor(SearchRegressorBase):
         self
         """
         if not isinstance(self.refit, bool):
-            raise ValueError(f"refit must be True or False; got {self.refit!r}.")
+            raise ValueError(f"refit must be True or False; got {self.refit!r}. True trains the "
+                             "best configuration again on all the data.")
         best = {}
 
         def keep_best(result):
@@ -129,25 +132,22 @@ class NASRegressor(SearchRegressorBase):
             elif result is not best.get("result"):
                 result.state = result.valid_mean = result.valid_var = None
 
-        outcome = self._search(X, y, keep_best)
-        self._check_some_succeeded(outcome)
-        winner = best["result"]
-        config = network_config(winner.config)
-        nll = winner.objective + math.log(outcome.y_scale)
-        if self.refit:  # on all the (scaled) inputs, with y back in its units
-            model = GaussianMLPRegressor.from_config(config, random_state=winner.seed)
-            model.fit(_stack(outcome.data, "X"),
-                      _stack(outcome.data, "y") * outcome.y_scale + outcome.y_mean)
-        else:
-            model = self._member(outcome, winner, winner.state)
+        def finish(outcome, evaluator):
+            winner = best["result"]
+            model = None
+            if self.refit:
+                [model] = self._refit_members(outcome, evaluator, [winner])
+            else:
+                self.refit_time_ = 0.0
+            if model is None:
+                model = self._member(outcome, winner, winner.state)
+            return outcome, winner, model
+
+        outcome, winner, model = self._search(X, y, keep_best, finish)
         self.pipeline_ = Pipeline([("scale", outcome.x_scaler), ("model", model)])
         self.best_params_ = dict(winner.config)
-        self.best_config_ = config
-        self.best_score_ = -nll
+        self.best_config_ = network_config(winner.config)
+        self.best_score_ = -(winner.objective + math.log(outcome.y_scale))
         self.search_results_ = self._results_frame(outcome)
         self.search_time_ = outcome.wall_time
         return self
-
-
-def _stack(data, prefix):
-    return np.concatenate([data[f"{prefix}_train"], data[f"{prefix}_valid"]]).astype(np.float64)

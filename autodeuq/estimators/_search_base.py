@@ -4,6 +4,7 @@ import math
 import numbers
 import os
 import time
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -11,7 +12,7 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import validate_data
 
-from ..evaluation import Journal, SerialEvaluator, fingerprint, run_search
+from ..evaluation import Journal, SerialEvaluator, fingerprint, run_refits, run_search
 from ..evaluation._train import network_config
 from ..exceptions import AutoDEUQError
 from ..search import make_search
@@ -30,6 +31,12 @@ __all__ = ["SearchFailedError", "SearchOutcome", "SearchRegressorBase"]
 
 BACKENDS = ("dask", "serial")
 
+#: Part of all the data a refit member holds out for early stopping (as GaussianMLPRegressor).
+REFIT_HOLDOUT = 0.1
+#: A refit trains at most this many times the epochs its searched network needed (on about
+#: an eighth more data per epoch), so a refit never costs much more than the search's trial.
+REFIT_EPOCHS = 1.25
+
 
 class SearchFailedError(AutoDEUQError, RuntimeError):
     """No trial of a search succeeded, so there is no model to keep."""
@@ -46,6 +53,7 @@ class SearchOutcome:
     data: dict
     n_features: int
     wall_time: float
+    refit_seeds: np.random.SeedSequence
 
 
 def _positive_int(name, value, fix, allow_none=True):
@@ -155,8 +163,12 @@ class SearchRegressorBase(UncertaintyRegressorMixin, RegressorMixin, BaseEstimat
                              scheduler=self.scheduler, devices=self.devices,
                              trial_timeout=self.trial_timeout)
 
-    def _search(self, X, y, on_result):
-        """Validate, scale, split, then run the search; ``on_result`` sees every trial."""
+    def _search(self, X, y, on_result, finish):
+        """Validate, scale, split, then run the search; ``on_result`` sees every trial.
+
+        ``finish(outcome, evaluator)`` builds the fitted model while the workers are still up
+        (to refit members on them) and its value is returned.
+        """
         space = self._check_search_params()
         check_target(y)
         X, y = validate_data(self, X, y, y_numeric=True, dtype=np.float64)
@@ -167,7 +179,7 @@ class SearchRegressorBase(UncertaintyRegressorMixin, RegressorMixin, BaseEstimat
                              f"{self.validation_fraction} must leave at least 2 to train on "
                              f"and 2 to rank candidates on; got n_samples = {n}. Pass more "
                              "samples.")
-        split_seq, search_seq, trial_seq = seed_sequence(self.random_state).spawn(3)
+        split_seq, search_seq, trial_seq, refit_seq = seed_sequence(self.random_state).spawn(4)
         train, valid = holdout_split(n, n_valid, split_seq)
         x_scaler = StandardScaler().fit(X)
         Xs = x_scaler.transform(X).astype(np.float32)
@@ -204,9 +216,11 @@ class SearchRegressorBase(UncertaintyRegressorMixin, RegressorMixin, BaseEstimat
             results = run_search(search, evaluator, trial_seq, max_evals=self.max_evals,
                                  time_budget=self.time_budget, on_result=record,
                                  n_done=len(done))
-        return SearchOutcome(results=done + results, x_scaler=x_scaler, y_mean=y_mean,
-                             y_scale=y_scale, data=data, n_features=X.shape[1],
-                             wall_time=time.monotonic() - start)
+            outcome = SearchOutcome(results=done + results, x_scaler=x_scaler, y_mean=y_mean,
+                                    y_scale=y_scale, data=data, n_features=X.shape[1],
+                                    wall_time=time.monotonic() - start, refit_seeds=refit_seq)
+            self._check_some_succeeded(outcome)
+            return finish(outcome, evaluator)
 
     @staticmethod
     def _results_frame(outcome):
@@ -247,6 +261,39 @@ class SearchRegressorBase(UncertaintyRegressorMixin, RegressorMixin, BaseEstimat
             y_mean=outcome.y_mean, y_scale=outcome.y_scale, n_epochs=trial.n_epochs,
             best_epoch=trial.best_epoch,
             validation_nll=trial.objective + math.log(outcome.y_scale))
+
+    def _refit_members(self, outcome, evaluator, trials):
+        """Each trial's configuration trained again on all the data, as fitted members.
+
+        They train in parallel on the search's workers, each early-stopping on its own
+        random tenth of the data (like the members of :class:`DeepEnsembleRegressor`), so the
+        part held out to rank candidates is not lost to the final model; each for at most
+        ``REFIT_EPOCHS`` times the epochs its searched network needed to reach its best. A
+        refit that fails (a new seed can diverge) keeps the searched network instead, with a
+        warning.
+
+        Returns
+        -------
+        list of GaussianMLPRegressor or None
+            None where the refit failed.
+        """
+        seeds = [int(s.generate_state(1)[0]) for s in outcome.refit_seeds.spawn(len(trials))]
+        start = time.monotonic()
+        configs = [{**t.config, "max_epochs": max(1, math.ceil(REFIT_EPOCHS * t.best_epoch))}
+                   for t in trials]
+        refits = run_refits(evaluator, configs, seeds, REFIT_HOLDOUT)
+        self.refit_time_ = time.monotonic() - start
+        members = []
+        for trial, refit in zip(trials, refits, strict=True):
+            if refit.ok:  # described by the searched configuration
+                refit.config = trial.config
+                members.append(self._member(outcome, refit, refit.state))
+            else:
+                warnings.warn(f"refitting trial {trial.trial_id} on all the data failed "
+                              f"({refit.status}: {(refit.error or '').strip().splitlines()[-1:]})"
+                              "; its searched network is kept.", RuntimeWarning, stacklevel=3)
+                members.append(None)
+        return members
 
     @staticmethod
     def _check_some_succeeded(outcome):

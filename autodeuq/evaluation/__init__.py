@@ -6,7 +6,7 @@
 
 from ._base import Evaluator
 from ._journal import Journal, fingerprint
-from ._loop import run_search, trial_seed
+from ._loop import run_refits, run_search, trial_seed
 from ._result import STATUSES, TrialResult
 from ._serial import SerialEvaluator
 from ._train import train_candidate
@@ -20,6 +20,7 @@ __all__ = [
     "TorchThreads",
     "TrialResult",
     "fingerprint",
+    "run_refits",
     "run_search",
     "train_candidate",
     "trial_seed",

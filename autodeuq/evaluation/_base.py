@@ -26,11 +26,12 @@ class Evaluator(abc.ABC):
         return self
 
     @abc.abstractmethod
-    def submit(self, trial_id, config, seed, deadline=None):
+    def submit(self, trial_id, config, seed, deadline=None, holdout=None):
         """Start training ``config`` as trial ``trial_id``.
 
         ``deadline`` (Unix time) ends its training normally, keeping the best weights so far:
-        the end of the search's time budget.
+        the end of the search's time budget. ``holdout`` makes it a refit on all the data
+        (see :func:`train_candidate`).
         """
 
     @abc.abstractmethod

@@ -257,7 +257,7 @@ class DaskEvaluator(Evaluator):
     def n_running(self):
         return len(self._futures)
 
-    def submit(self, trial_id, config, seed, deadline=None, attempts=1):
+    def submit(self, trial_id, config, seed, deadline=None, holdout=None, attempts=1):
         limit = self.trial_timeout
         if self._data.status != "finished":
             logger.warning("the training data were lost with their workers; sending them again")
@@ -266,11 +266,12 @@ class DaskEvaluator(Evaluator):
             self.task, config, self._data, seed, self._device, limit, trial_id,
             deadline, key=f"autodeuq-trial-{self._token}-{trial_id}-{attempts}", pure=False,
             resources={"GPU": 1} if self._gpu_resource else None,
+            **({} if holdout is None else {"holdout": holdout}),
         )
         self._completed.add(future)
         self._futures[future] = {"trial_id": trial_id, "config": config, "seed": seed,
                                  "attempts": attempts, "submitted": time.time(),
-                                 "limit": limit, "deadline": deadline}
+                                 "limit": limit, "deadline": deadline, "holdout": holdout}
 
     def _wait_ready(self, timeout):
         """Block until a future completes or ``timeout`` seconds pass (None: no limit)."""
@@ -328,7 +329,7 @@ class DaskEvaluator(Evaluator):
             if meta["attempts"] <= self.max_retries:
                 logger.warning("trial %d: %s; retrying", meta["trial_id"], reason)
                 self.submit(meta["trial_id"], meta["config"], meta["seed"], meta["deadline"],
-                            meta["attempts"] + 1)
+                            meta["holdout"], meta["attempts"] + 1)
                 return None
             return self._failure(meta, "lost", reason)
         return self._failure(meta, "failed", f"{type(exc).__name__}: {exc}")

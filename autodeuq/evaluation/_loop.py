@@ -5,7 +5,7 @@ import time
 
 import numpy as np
 
-__all__ = ["run_search", "trial_seed"]
+__all__ = ["run_refits", "run_search", "trial_seed"]
 
 logger = logging.getLogger(__name__)
 
@@ -80,3 +80,34 @@ def run_search(search, evaluator, seed_sequence, *, max_evals=None, time_budget=
             if on_result is not None:
                 on_result(result)
     return results
+
+
+def run_refits(evaluator, configs, seeds, holdout):
+    """Train each configuration again on all the data, in parallel on the evaluator's workers.
+
+    Each refit early-stops on its own ``holdout`` fraction of the data, drawn from its seed
+    (see :func:`train_candidate`), so together the refits see every row.
+
+    Parameters
+    ----------
+    evaluator : autodeuq.evaluation.Evaluator
+        Already started, with the search's data.
+    configs : list of dict
+    seeds : list of int
+    holdout : float
+
+    Returns
+    -------
+    list of TrialResult
+        In the order of ``configs``; ``trial_id`` is the position, counted from -1 down
+        (never a search trial's id).
+    """
+    results = {}
+    for position, (config, seed) in enumerate(zip(configs, seeds, strict=True)):
+        evaluator.submit(-1 - position, config, seed, holdout=holdout)
+    while evaluator.n_running:
+        for result in evaluator.collect():
+            results[-1 - result.trial_id] = result
+            logger.debug("refit %d %s on %s in %.1fs", -1 - result.trial_id, result.status,
+                         result.worker, result.duration)
+    return [results[i] for i in range(len(configs))]

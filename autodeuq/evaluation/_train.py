@@ -10,7 +10,7 @@ from ..exceptions import TimeLimitExceeded, TrainingDivergedError
 from ..nn import train_network
 from ._result import TrialResult
 
-__all__ = ["train_candidate", "worker_name"]
+__all__ = ["refit_data", "train_candidate", "worker_name"]
 
 
 def worker_name():
@@ -32,8 +32,22 @@ def network_config(config):
     return to_network_config(config)
 
 
+def refit_data(data, holdout, seed):
+    """All of ``data`` (training and validation parts) split anew for a refit.
+
+    ``holdout`` of the rows, drawn from ``seed``, become the early-stopping part; the rest are
+    trained on. Each refit member draws its own holdout, so together they see every row.
+    """
+    X = np.concatenate([data["X_train"], data["X_valid"]])
+    y = np.concatenate([data["y_train"], data["y_valid"]])
+    n_valid = min(len(X) - 1, max(1, int(np.ceil(holdout * len(X)))))
+    order = np.random.default_rng(seed).permutation(len(X))
+    train, valid = np.sort(order[n_valid:]), np.sort(order[:n_valid])
+    return {"X_train": X[train], "y_train": y[train], "X_valid": X[valid], "y_valid": y[valid]}
+
+
 def train_candidate(config, data, seed, device="cpu", time_limit=None, trial_id=-1,
-                    deadline=None):
+                    deadline=None, holdout=None):
     """Train one candidate and return a :class:`TrialResult`; never raises for a bad candidate.
 
     Parameters
@@ -53,6 +67,10 @@ def train_candidate(config, data, seed, device="cpu", time_limit=None, trial_id=
         Unix time at which training ends normally with the best weights so far (the end of
         the search's time budget). A trial that starts after it is not trained and is
         recorded as ``"timeout"``.
+    holdout : float or None, default=None
+        Refit: train on the training and validation parts together, early-stopping on a
+        fresh ``holdout`` fraction of them drawn from ``seed`` (see :func:`refit_data`). The
+        result's objective and validation predictions are then on that holdout.
 
     Returns
     -------
@@ -69,6 +87,8 @@ def train_candidate(config, data, seed, device="cpu", time_limit=None, trial_id=
         return TrialResult(status="timeout", end=start, error="the search's time budget ran "
                            "out before this trial started", **common)
     try:
+        if holdout is not None:
+            data = refit_data(data, holdout, seed)
         trained = train_network(network_config(config), data["X_train"], data["y_train"],
                                 data["X_valid"], data["y_valid"], seed=int(seed), device=device,
                                 time_limit=time_limit, stop_after=stop_after)

@@ -5,6 +5,7 @@ into aleatoric and epistemic parts; the metric functions take ``(y_true, y_pred)
 scikit-learn's, with ``y_pred`` a :class:`NormalMixture`.
 """
 
+from ._calibration import fit_std_scale
 from ._metrics import (
     calibration_curve,
     calibration_error,
@@ -25,6 +26,7 @@ __all__ = [
     "calibration_error",
     "coverage",
     "crps",
+    "fit_std_scale",
     "gaussian_nll",
     "interval_width",
     "mixture_moments",
