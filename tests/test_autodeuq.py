@@ -32,7 +32,7 @@ def test_the_fitted_result_is_a_pipeline_holding_the_ensemble(fitted, regression
     assert isinstance(fitted.pipeline_, Pipeline)
     ensemble = fitted.pipeline_[-1]
     assert isinstance(ensemble, DeepEnsembleRegressor)
-    assert len(ensemble.estimators_) == len(fitted.members_) <= 3
+    assert len(ensemble.estimators_) == len(fitted.members_) == 3  # refit: ensemble_size nets
     np.testing.assert_allclose(ensemble.weights_, [m["weight"] for m in fitted.members_])
     assert sum(m["weight"] for m in fitted.members_) == pytest.approx(1.0)
     unc = fitted.predict_uncertainty(X_test)
@@ -49,7 +49,8 @@ def test_members_are_readable_and_marked_in_the_results(fitted):
     for member in fitted.members_:
         assert member["config"]["layers"][0]["units"] in range(4, 33)
         row = table.loc[table["job_id"] == member["trial_id"]].iloc[0]
-        assert row["selected"] == pytest.approx(member["weight"])
+        assert row["selected"] == pytest.approx(sum(
+            m["weight"] for m in fitted.members_ if m["trial_id"] == member["trial_id"]))
         assert row["valid_nll"] == pytest.approx(member["valid_nll"])
     assert fitted.n_candidates_ == (table["status"] == "success").sum()
 
@@ -72,6 +73,24 @@ def test_one_member_has_no_epistemic_part(regression_data):
     X, y, X_test, _ = regression_data
     est = auto(ensemble_size=1).fit(X, y)
     assert np.all(est.predict_uncertainty(X_test).epistemic_std == 0)
+
+
+def test_a_dominant_configuration_is_refitted_as_several_networks(regression_data):
+    from autodeuq.ensemble import Selector
+
+    class OnlyTheBest(Selector):  # what greedy selection does when one candidate dominates
+        def _select(self, y_valid, means, variances, objectives):
+            return [int(np.argmin(objectives))], [1.0]
+
+    X, y, X_test, _ = regression_data
+    est = auto(selection=OnlyTheBest()).fit(X, y)
+    assert len({m["trial_id"] for m in est.members_}) == 1
+    assert len(est.members_) == 3
+    np.testing.assert_allclose([m["weight"] for m in est.members_], 1 / 3)
+    # Independent seeds and holdouts: an ensemble, with an epistemic part.
+    assert np.all(est.predict_uncertainty(X_test).epistemic_std > 0)
+    searched = auto(selection=OnlyTheBest(), refit=False).fit(X, y)
+    assert len(searched.members_) == 1
 
 
 @pytest.mark.parametrize("journal", [True, False], ids=["read-from-journal", "retrained"])
@@ -98,7 +117,8 @@ def test_refit_trains_the_selected_configs_again_on_all_the_data(fitted, regress
 
 def test_recalibration_scales_the_aleatoric_part_only(fitted, regression_data):
     X, y, X_test, _ = regression_data
-    recalibrated = auto(recalibrate=True).fit(X, y)
+    fitted = auto(recalibrate=False).fit(X, y)
+    recalibrated = auto().fit(X, y)
     assert fitted.std_scale_ == 1.0
     assert recalibrated.std_scale_ != 1.0
     assert recalibrated.validation_nll_ < fitted.validation_nll_

@@ -54,21 +54,28 @@ trial_timeout, validation_fraction, initial_configs, checkpoint_dir, random_stat
     refit : bool, default=True
         Train each selected configuration again on all the data, in parallel on the search's
         workers, each member early-stopping on its own random tenth of it (as the members of
-        :class:`DeepEnsembleRegressor` do). On the UCI benchmarks this lowers the test NLL
-        clearly: the validation part is a fifth of the data. False keeps the searched
-        networks as trained (the AutoDEUQ paper's way) and needs no extra training time.
-    recalibrate : bool, default=False
+        :class:`DeepEnsembleRegressor` do). ``ensemble_size`` networks are trained: a
+        configuration selected with a large weight gets several, from independent seeds.
+        On the UCI benchmarks this lowers the test NLL clearly: the validation part is a
+        fifth of the data. False keeps the searched networks as trained (the AutoDEUQ
+        paper's way) and needs no extra training time.
+    recalibrate : bool, default=True
         Scale every member's std by the factor that minimizes the searched ensemble's NLL on
         the validation part (see :meth:`DeepEnsembleRegressor.recalibrate`); the means, so the
-        epistemic part, are unchanged.
+        epistemic part, are unchanged. Gaussian networks trained on small data tend to
+        overstate the noise: on UCI concrete and energy (split 0) the factor was 0.87-0.89
+        and it lowered the test NLL by 0.01-0.03, bringing 90% coverage nearer 0.9.
 
     Attributes
     ----------
     pipeline_ : sklearn.pipeline.Pipeline
         Input scaling, then a fitted :class:`DeepEnsembleRegressor` holding the members.
     members_ : list of dict
-        Per member: ``trial_id``, ``weight``, ``valid_nll`` (alone, units of y) and ``config``
-        (the network configuration, readable).
+        Per member network of ``pipeline_``: ``trial_id`` (the searched candidate whose
+        configuration it has), ``weight``, ``valid_nll`` (that candidate's alone, units of y)
+        and ``config`` (the network configuration, readable). With ``refit``, a configuration
+        selected with a large weight appears several times (networks from independent seeds
+        sharing its weight) and there are ``ensemble_size`` networks in all.
     validation_nll_ : float
         The selected (searched, not refitted) ensemble's mixture NLL on the validation part,
         in the units of y, after recalibration.
@@ -90,7 +97,7 @@ trial_timeout, validation_fraction, initial_configs, checkpoint_dir, random_stat
     def __init__(self, search_space=None, algorithm="agebo", max_evals=100, time_budget=None,
                  n_jobs=None, backend="dask", scheduler=None, devices=None, trial_timeout=None,
                  validation_fraction=0.2, ensemble_size=5, selection="greedy",
-                 max_in_memory=50, refit=True, recalibrate=False, initial_configs="default",
+                 max_in_memory=50, refit=True, recalibrate=True, initial_configs="default",
                  checkpoint_dir=None, random_state=None, verbose=0):
         self.search_space = search_space
         self.algorithm = algorithm
@@ -139,22 +146,38 @@ trial_timeout, validation_fraction, initial_configs, checkpoint_dir, random_stat
             y_valid = outcome.data["y_valid"].astype(np.float64)
             indices, weights = selector.select(y_valid, catalogue.valid_means(),
                                                catalogue.valid_vars(), catalogue.objectives)
-            entries = [catalogue.get(catalogue.trial_ids[i]) for i in indices]
+            selected = [catalogue.get(catalogue.trial_ids[i]) for i in indices]
             # The searched members' mixture on the validation part: what selection scored.
             mixture = NormalMixture(catalogue.valid_means()[indices],
                                     np.sqrt(catalogue.valid_vars()[indices]), weights)
             std_scale = fit_std_scale(y_valid, mixture) if self.recalibrate else 1.0
-            members = (self._refit_members(outcome, evaluator, entries) if self.refit
-                       else [None] * len(entries))
             if not self.refit:
                 self.refit_time_ = 0.0
+                members = [self._member(outcome, entry, _weights(catalogue, entry, outcome.data))
+                           for entry in selected]
+                return outcome, selected, weights, members, mixture, std_scale
+            # A configuration selected with a large weight (greedy selection adds it again
+            # and again) is refitted as several networks from independent seeds and holdouts,
+            # sharing its weight: ensemble_size networks in all, a real ensemble even when one
+            # configuration dominates the validation NLL.
+            copies = _allocate(weights, max(self.ensemble_size, len(selected)))
+            entries = [e for e, c in zip(selected, copies, strict=True) for _ in range(c)]
+            weights = np.concatenate([np.full(c, w / c) for w, c in zip(weights, copies,
+                                                                         strict=True)])
+            members = self._refit_members(outcome, evaluator, entries)
             members = [member if member is not None else
                        self._member(outcome, entry, _weights(catalogue, entry, outcome.data))
                        for member, entry in zip(members, entries, strict=True)]
             return outcome, entries, weights, members, mixture, std_scale
 
+        def add(result):
+            catalogue.add(result)
+            # The catalogue keeps what it needs (weights of the best only); the result, kept
+            # in the search's trial list, must not hold every candidate's arrays.
+            result.state = result.valid_mean = result.valid_var = None
+
         outcome, entries, weights, members, mixture, std_scale = self._search(
-            X, y, catalogue.add, finish)
+            X, y, add, finish)
         log_scale = math.log(outcome.y_scale)
         described = [{"trial_id": int(entry.trial_id), "weight": float(weight),
                       "valid_nll": entry.objective + log_scale,
@@ -169,12 +192,24 @@ trial_timeout, validation_fraction, initial_configs, checkpoint_dir, random_stat
                                                  mixture.weights)) + log_scale
         self.std_scale_ = std_scale
         table = self._results_frame(outcome)
-        selected = {m["trial_id"]: m["weight"] for m in described}
+        selected = {}
+        for m in described:
+            selected[m["trial_id"]] = selected.get(m["trial_id"], 0.0) + m["weight"]
         table["selected"] = table["job_id"].map(selected).fillna(0.0)
         self.search_results_ = table
         self.n_candidates_ = len(catalogue)
         self.search_time_ = outcome.wall_time
         return self
+
+
+def _allocate(weights, n):
+    """Networks per selected configuration: at least one each, ``n`` in all, in proportion
+    to the weights (each next network goes to the largest weight per network, as in the
+    D'Hondt apportionment)."""
+    counts = np.ones(len(weights), dtype=int)
+    for _ in range(n - len(weights)):
+        counts[np.argmax(np.asarray(weights) / counts)] += 1
+    return counts.tolist()
 
 
 def _weights(catalogue, entry, data):

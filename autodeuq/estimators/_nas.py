@@ -128,9 +128,11 @@ class NASRegressor(SearchRegressorBase):
             # Only the best candidate's weights stay in memory.
             if result.ok and ("result" not in best or
                               result.objective < best["result"].objective):
+                if "result" in best:
+                    _drop_arrays(best["result"])
                 best["result"] = result
-            elif result is not best.get("result"):
-                result.state = result.valid_mean = result.valid_var = None
+            else:
+                _drop_arrays(result)
 
         def finish(outcome, evaluator):
             winner = best["result"]
@@ -151,3 +153,7 @@ class NASRegressor(SearchRegressorBase):
         self.search_results_ = self._results_frame(outcome)
         self.search_time_ = outcome.wall_time
         return self
+
+
+def _drop_arrays(result):
+    result.state = result.valid_mean = result.valid_var = None

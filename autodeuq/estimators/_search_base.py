@@ -199,11 +199,11 @@ class SearchRegressorBase(UncertaintyRegressorMixin, RegressorMixin, BaseEstimat
                         "scaling": [x_scaler.mean_.tolist(), x_scaler.scale_.tolist(), y_mean,
                                     y_scale]}
             journal = Journal(self.checkpoint_dir, fingerprint(data, settings))
-            done = journal.load()
-            for result in done:
+            done = journal.load(with_arrays=False)
+            for result in done:  # arrays one trial at a time: on_result may drop them
                 search.add(result.trial_id, result.config,
                            result.objective if result.ok else None, result.status)
-                on_result(result)
+                on_result(journal.read_arrays(result))
 
         def record(result):
             if journal is not None:

@@ -75,7 +75,12 @@ class Journal:
         self._weights.mkdir(parents=True, exist_ok=True)
 
     def load(self, with_arrays=True):
-        """The journaled trials, in the order they finished."""
+        """The journaled trials, in the order they finished.
+
+        With ``with_arrays=False`` only the records are read (no weights or predictions):
+        :meth:`read_arrays` fills one trial at a time, so a resumed search never holds every
+        trial's weights at once.
+        """
         if not self._lines.exists():
             return []
         results = []
@@ -85,15 +90,22 @@ class Journal:
             except ValueError:
                 continue  # the last line of a crash mid-write
             result = TrialResult(**record)
-            path = self._weights / f"trial-{result.trial_id}.npz"
-            if with_arrays and result.ok:
-                with np.load(path, allow_pickle=False) as arrays:
-                    result.valid_mean = arrays["valid_mean"]
-                    result.valid_var = arrays["valid_var"]
-                    result.state = {k[len(_STATE):]: arrays[k] for k in arrays.files
-                                    if k.startswith(_STATE)}
+            if with_arrays:
+                self.read_arrays(result)
             results.append(result)
         return results
+
+    def read_arrays(self, result):
+        """Fill a successful journaled trial's weights and validation predictions."""
+        if not result.ok:
+            return result
+        path = self._weights / f"trial-{result.trial_id}.npz"
+        with np.load(path, allow_pickle=False) as arrays:
+            result.valid_mean = arrays["valid_mean"]
+            result.valid_var = arrays["valid_var"]
+            result.state = {k[len(_STATE):]: arrays[k] for k in arrays.files
+                            if k.startswith(_STATE)}
+        return result
 
     def append(self, result):
         """Write one finished trial (weights first, then its line)."""
