@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.autodeuq-installed
 PYTEST_ARGS ?=
 
-.PHONY: install demo test lint bench bench-uci bench-search clean
+.PHONY: install demo test lint bench bench-uci bench-search bench-memory clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml constraints.txt
 install: $(STAMP)
 
 demo: install
-	$(BIN)/python examples/tutorial_deep_ensemble.py
+	$(BIN)/python examples/demo_autodeuq.py
 
 lint: install
 	$(BIN)/ruff check .
@@ -36,5 +36,9 @@ bench-uci: install
 bench-search: install
 	$(BIN)/python benchmarks/bench_search.py
 
+# Peak RSS over a 500-candidate AutoDEUQ search, three variants (~15 min on 2 cores: not in bench).
+bench-memory: install
+	$(BIN)/python benchmarks/bench_memory.py
+
 clean:
-	rm -rf build dist *.egg-info .pytest_cache .ruff_cache tutorial_deep_ensemble.png
+	rm -rf build dist *.egg-info .pytest_cache .ruff_cache tutorial_deep_ensemble.png autodeuq_demo.png

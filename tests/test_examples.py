@@ -1,6 +1,7 @@
 """The examples and benchmarks run end to end (at tiny budgets), so they cannot rot."""
 
 import importlib.util
+import re
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,24 @@ def test_tutorial_demo(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "inside training range" in out
     assert "epistemic std outside / inside" in out
+    assert figure.stat().st_size > 10_000
+
+
+def test_autodeuq_demo(tmp_path, capsys, client):
+    """`make demo`'s script at a tiny budget, on the session's Dask cluster (made active, so
+    AutoDEUQRegressor uses it instead of starting one)."""
+    pytest.importorskip("matplotlib")
+    figure = tmp_path / "demo.png"
+    with client.as_current():
+        load("examples/demo_autodeuq.py").main(
+            ["--max-evals", "4", "--time-budget", "20", "--max-epochs", "5", "--n-jobs", "1",
+             "--members", "3", "--out", str(figure)])
+    out = capsys.readouterr().out
+    for model in ("baseline (1 network)", "deep ensemble (3 random inits)", "AutoDEUQ ("):
+        assert model in out
+    assert re.search(r"^  w=[01]\.\d\d  \d+ layers?: \d+ \w+", out, re.MULTILINE)
+    assert "inside training range" in out
+    assert "epistemic std outside / inside the training range, AutoDEUQ" in out
     assert figure.stat().st_size > 10_000
 
 
