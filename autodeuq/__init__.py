@@ -8,6 +8,7 @@ of knowledge) parts.
 __version__ = "0.1.0.dev0"
 
 from .estimators import AutoDEUQRegressor, DeepEnsembleRegressor, GaussianMLPRegressor, NASRegressor
+from .persistence import load
 from .uncertainty import NormalMixture, PredictiveUncertainty
 
 __all__ = [
@@ -18,4 +19,5 @@ __all__ = [
     "NormalMixture",
     "PredictiveUncertainty",
     "__version__",
+    "load",
 ]

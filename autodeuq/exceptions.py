@@ -12,6 +12,7 @@ __all__ = [
     "AutoDEUQError",
     "ConfigError",
     "NotFittedError",
+    "PersistenceError",
     "TimeLimitExceeded",
     "TrainingDivergedError",
 ]
@@ -27,6 +28,12 @@ class ConfigError(AutoDEUQError, ValueError):
 
 class NotFittedError(AutoDEUQError, _SklearnNotFittedError):
     """An estimator was used before ``fit``."""
+
+
+class PersistenceError(AutoDEUQError, ValueError):
+    """A saved model cannot be loaded: not an autodeuq model file, damaged, or written in a
+    newer format version than this autodeuq reads. The message names the file, what is wrong
+    and the fix."""
 
 
 class TrainingDivergedError(AutoDEUQError, FloatingPointError):

@@ -12,11 +12,12 @@ there was no data. Three models are fitted on the same data:
   ``distributed.Client`` is used instead), then a deep ensemble of ``--members`` networks
   selected from every searched candidate.
 
-Selection is ``--selection topk`` here: the candidates with the best validation NLL, equally
-weighted. The estimator's default, ``greedy``, adds a member only while the validation NLL of
-the mixture falls; the validation points lie on the islands, where one good network does as
-well as a mixture, so on this problem it kept a single network (no epistemic part) in a
-two-minute search.
+Selection is the estimator's default, ``greedy``: it adds a candidate (again, with
+replacement) only while the validation NLL of the mixture falls. The validation points lie on
+the islands, where one good network does as well as a mixture, so it may give one
+configuration most of the weight; the refit then trains that configuration several times from
+independent seeds (``--members`` networks in all), so the ensemble keeps its epistemic part.
+``--selection topk`` takes the candidates with the best validation NLL, equally weighted.
 
 What it prints:
 
@@ -170,8 +171,8 @@ def main(argv=None):
                              "tests; default: the estimators' and the space's own)")
     parser.add_argument("--max-layers", type=int, default=3,
                         help="most hidden layers of a searched network (default: 3)")
-    parser.add_argument("--selection", choices=("topk", "greedy"), default="topk",
-                        help="how AutoDEUQ selects its members (default: topk, see above)")
+    parser.add_argument("--selection", choices=("greedy", "topk"), default="greedy",
+                        help="how AutoDEUQ selects its members (default: greedy, see above)")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--out", default="autodeuq_demo.png",
                         help="where to save the figure (needs matplotlib)")
@@ -233,8 +234,10 @@ def main(argv=None):
     est = auto["est"]
     trials = est.search_results_
     print(f"\nAutoDEUQ searched {len(trials)} candidates in {est.search_time_:.0f}s "
-          f"({est.n_candidates_} trained successfully) and selected {len(est.members_)} "
-          f"({args.selection}; validation NLL of the ensemble {est.validation_nll_:.3f}):")
+          f"({est.n_candidates_} trained successfully), selected "
+          f"{len({m['trial_id'] for m in est.members_})} configurations ({args.selection}; "
+          f"validation NLL {est.validation_nll_:.3f}) and trained {len(est.members_)} "
+          f"networks of them on all the data:")
     for member in sorted(est.members_, key=lambda m: (-m["weight"], m["valid_nll"])):
         print("  " + describe_member(member))
 

@@ -86,6 +86,35 @@ class UncertaintyRegressorMixin:
     :class:`~autodeuq.uncertainty.NormalMixture` in the units of y.
     """
 
+    def save(self, path):
+        """Save the fitted estimator to ``path``, in a format that loads without running code.
+
+        The file is a zip archive of ``model.json`` (format version, parameters, fitted
+        attributes, network configurations) and ``.npy`` arrays (the weights); no pickle.
+        :func:`autodeuq.load` reads it back, and the loaded estimator predicts exactly what
+        this one does, on any machine and without a cluster. Parameters that JSON cannot hold
+        (a dask ``Client``, a custom ``Selector`` or search object, a ``RandomState``) are
+        saved as null, with a note in the file, and load as their defaults.
+
+        Parameters
+        ----------
+        path : str, path-like or binary file object
+            Where to write (replaced whole if it exists); ``.autodeuq`` is the usual suffix.
+
+        Raises
+        ------
+        autodeuq.exceptions.NotFittedError
+            If the estimator is not fitted.
+
+        Examples
+        --------
+        >>> est.save("model.autodeuq")  # doctest: +SKIP
+        >>> autodeuq.load("model.autodeuq").predict(X_test)  # doctest: +SKIP
+        """
+        from ..persistence import save  # the persistence module sits above the estimators
+
+        save(self, path)
+
     def predict(self, X, return_std=False):
         """Predict the mean, and optionally the total standard deviation.
 
