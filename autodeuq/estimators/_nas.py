@@ -62,6 +62,12 @@ class NASRegressor(SearchRegressorBase):
         the same directory and data resumes without repeating finished trials.
     random_state : int, RandomState, Generator or None, default=None
     verbose : int, default=0
+        Progress of the search. 0: silent. 1: a progress bar on stderr when it is a terminal
+        (trials finished, running and failed, the best validation NLL so far, in the units of
+        y), plain log lines instead when it is not (a batch job's log), the Dask dashboard's
+        link, and a summary at the end. 2: also one line per trial. The lines go through
+        :mod:`logging` (logger ``autodeuq.evaluation._progress``, INFO level); with no logging
+        configured they are written to stderr.
 
     Attributes
     ----------

@@ -13,6 +13,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import validate_data
 
 from ..evaluation import Journal, SerialEvaluator, fingerprint, run_refits, run_search
+from ..evaluation._progress import SearchProgress
 from ..evaluation._train import network_config
 from ..exceptions import AutoDEUQError
 from ..search import make_search
@@ -210,12 +211,14 @@ class SearchRegressorBase(UncertaintyRegressorMixin, RegressorMixin, BaseEstimat
                 journal.append(result)
             on_result(result)
 
+        # Checks verbose before a cluster starts; run_search starts and closes it.
+        progress = SearchProgress(self.verbose, offset=math.log(y_scale), previous=done)
         start = time.monotonic()
         with self._make_evaluator() as evaluator:
             evaluator.start(data)
             results = run_search(search, evaluator, trial_seq, max_evals=self.max_evals,
                                  time_budget=self.time_budget, on_result=record,
-                                 n_done=len(done))
+                                 n_done=len(done), progress=progress)
             outcome = SearchOutcome(results=done + results, x_scaler=x_scaler, y_mean=y_mean,
                                     y_scale=y_scale, data=data, n_features=X.shape[1],
                                     wall_time=time.monotonic() - start, refit_seeds=refit_seq)

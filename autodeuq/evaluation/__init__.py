@@ -7,6 +7,7 @@
 from ._base import Evaluator
 from ._journal import Journal, fingerprint
 from ._loop import run_refits, run_search, trial_seed
+from ._progress import SearchProgress
 from ._result import STATUSES, TrialResult
 from ._serial import SerialEvaluator
 from ._train import train_candidate
@@ -16,6 +17,7 @@ __all__ = [
     "DaskEvaluator",
     "Evaluator",
     "Journal",
+    "SearchProgress",
     "SerialEvaluator",
     "TorchThreads",
     "TrialResult",

@@ -22,7 +22,7 @@ def trial_seed(sequence, trial_id):
 
 
 def run_search(search, evaluator, seed_sequence, *, max_evals=None, time_budget=None,
-               on_result=None, n_done=0):
+               on_result=None, n_done=0, progress=None):
     """Run a search until ``max_evals`` trials finished or ``time_budget`` seconds passed.
 
     A new trial is submitted the moment a worker frees, so no worker waits for the slowest.
@@ -45,6 +45,9 @@ def run_search(search, evaluator, seed_sequence, *, max_evals=None, time_budget=
         Called with each :class:`TrialResult` as it arrives (journal, progress).
     n_done : int, default=0
         Trials finished before (a resumed search).
+    progress : autodeuq.evaluation.SearchProgress or None, default=None
+        Told of every submitted and finished trial; started here, and closed (its summary
+        logged) when the search ends, however it ends.
 
     Returns
     -------
@@ -62,23 +65,38 @@ def run_search(search, evaluator, seed_sequence, *, max_evals=None, time_budget=
         return ((max_evals is None or n_started < max_evals) and (left is None or left > 0))
 
     results, n_started = [], n_done
-    while True:
-        while may_start() and evaluator.n_running < max(1, evaluator.capacity):
-            trial = search.ask()
-            evaluator.submit(trial.trial_id, trial.config,
-                             trial_seed(seed_sequence, trial.trial_id), deadline=deadline)
-            n_started += 1
-        if evaluator.n_running == 0:
-            break
-        left = time_left()
-        for result in evaluator.collect(timeout=None if left is None or left <= 0 else left):
-            search.tell(result.trial_id, result.objective if result.ok else None,
-                        result.status)
-            results.append(result)
-            logger.debug("trial %d %s objective=%s on %s in %.1fs", result.trial_id,
-                         result.status, result.objective, result.worker, result.duration)
-            if on_result is not None:
-                on_result(result)
+    if progress is not None:
+        progress.start(evaluator, max_evals=max_evals, time_budget=time_budget, n_done=n_done)
+    try:
+        while True:
+            while may_start() and evaluator.n_running < max(1, evaluator.capacity):
+                trial = search.ask()
+                evaluator.submit(trial.trial_id, trial.config,
+                                 trial_seed(seed_sequence, trial.trial_id), deadline=deadline)
+                n_started += 1
+                if progress is not None:
+                    progress.submitted(trial.trial_id)
+            if evaluator.n_running == 0:
+                break
+            if progress is not None:
+                progress.refresh()
+            left = time_left()
+            for result in evaluator.collect(timeout=None if left is None or left <= 0 else left):
+                search.tell(result.trial_id, result.objective if result.ok else None,
+                            result.status)
+                results.append(result)
+                logger.debug("trial %d %s objective=%s on %s in %.1fs", result.trial_id,
+                             result.status, result.objective, result.worker, result.duration)
+                if progress is not None:
+                    progress.result(result)
+                if on_result is not None:
+                    on_result(result)
+    except BaseException as exc:
+        if progress is not None:
+            progress.close(exc)
+        raise
+    if progress is not None:
+        progress.close()
     return results
 
 
