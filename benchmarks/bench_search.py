@@ -17,7 +17,11 @@ Three measurements, in one run:
    every run gets fresh workers, started (and run once each) before the clock starts; the two
    sides take turns, so a passing load on the machine falls on both. DeepHyper runs without
    its ``results.csv`` (like ``run_search`` without a journal), and again with it (its
-   default), and also runs the utilization measure with the same sleeps.
+   default), and also runs the utilization measure with the same sleeps. The DaskEvaluator
+   runs with its defaults, which adapt to trials this short (median under 5 ms): up to 8
+   trials to a Dask task and up to 4 Dask tasks queued per worker (its ``max_bundle`` and
+   ``max_prefetch``); ``--max-bundle 1 --max-prefetch 1`` measures one trial per Dask task
+   with the queue that 1 s trials get.
 3. ``BayesianOptimization`` and ``AgEBO`` ``ask()`` on the default space (63 dimensions) at
    100 and 1,000 observations, median ms, with no trial pending and with 2 pending (constant
    liar); measured with ``benchmarks/bench_ask.py``'s functions.
@@ -26,7 +30,8 @@ Targets: utilization >= 0.95 with 1 s trials; overhead per evaluation below Deep
 same run; BO ``ask`` <= 50 ms at 1,000 observations.
 
     python benchmarks/bench_search.py [--evals 200] [--util-evals 40] [--trial-seconds 1.0]
-        [--workers 2] [--repeats 3] [--skip-peer] [--skip-ask] [--json PATH]
+        [--workers 2] [--repeats 3] [--max-bundle N] [--max-prefetch N] [--skip-peer]
+        [--skip-ask] [--json PATH]
 
 Dask's worker processes are spawned and import this script again (as ``__mp_main__``), so it
 does its work only under ``if __name__ == "__main__"``. The DeepHyper side runs in another
@@ -94,17 +99,17 @@ def trivial_space():
     })
 
 
-def autodeuq_run(workers, seconds, n_evals, seed):
+def autodeuq_run(workers, seconds, n_evals, seed, **options):
     """One timed search of ``n_evals`` trials on a fresh DaskEvaluator.
 
     The evaluator is started (its cluster and workers) and every worker runs the task once
     before the clock starts; the clock runs around ``run_search`` alone. The warm-up and the
     timed search share one search object (``n_done`` continues its trial ids), so no Dask key
-    is reused.
+    is reused. ``options`` go to ``DaskEvaluator`` (``max_bundle``, ``max_prefetch``).
     """
     from autodeuq.evaluation import DaskEvaluator
 
-    evaluator = DaskEvaluator(n_workers=workers, devices="cpu", task=sleep_task)
+    evaluator = DaskEvaluator(n_workers=workers, devices="cpu", task=sleep_task, **options)
     t0 = time.perf_counter()
     evaluator.start({"seconds": seconds})
     startup = time.perf_counter() - t0
@@ -205,9 +210,11 @@ def measure_both(args):
     peer_error : str or None
         Why not.
     """
+    options = {k: v for k, v in (("max_bundle", args.max_bundle),
+                                 ("max_prefetch", args.max_prefetch)) if v is not None}
     ours = {"library": "autodeuq", "search": "autodeuq.search.RandomSearch",
             "evaluator": "DaskEvaluator (embedded LocalCluster, worker processes)",
-            "workers": args.workers}
+            "evaluator_options": options, "workers": args.workers}
     peer, peer_error, python = {}, None, None
     if args.skip_peer:
         peer_error = "--skip-peer"
@@ -232,14 +239,15 @@ def measure_both(args):
 
     if args.util_evals > 0:
         ours["utilization"] = utilization(
-            autodeuq_run(args.workers, args.trial_seconds, args.util_evals, seed=0),
+            autodeuq_run(args.workers, args.trial_seconds, args.util_evals, seed=0, **options),
             args.workers, args.trial_seconds)
         line = peer_step(seconds=args.trial_seconds, util_evals=args.util_evals, evals=0)
         if line is not None:
             peer["utilization"] = line["utilization"]
     runs = {"ours": [], "overhead": [], "overhead_csv": []}
     for i in range(args.repeats):
-        runs["ours"].append(autodeuq_run(args.workers, 0.0, args.evals, seed=1 + i))
+        runs["ours"].append(autodeuq_run(args.workers, 0.0, args.evals, seed=1 + i,
+                                         **options))
         line = peer_step(seconds=0.0, util_evals=0, evals=args.evals, csv=True)
         for key in ("overhead", "overhead_csv") if line is not None else ():
             o = line[key]
@@ -300,6 +308,9 @@ def _get(result, *keys):
 def report(args, ours, peer, peer_error, asks):
     print(f"{os.cpu_count()} cores, Python {platform.python_version()}, {args.workers} workers, "
           "random search over the same 4 hyperparameters")
+    if ours.get("evaluator_options"):
+        print("DaskEvaluator options: " + ", ".join(
+            f"{k}={v}" for k, v in ours["evaluator_options"].items()))
     name = f"deephyper {peer['version']}" if peer else "deephyper"
     print(f"{'':<44} {'autodeuq':>10} {name:>17} {'ratio dh/ad':>12}")
 
@@ -363,6 +374,10 @@ def main(argv=None):
     parser.add_argument("--trial-seconds", type=float, default=1.0)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3, help="overhead runs per library")
+    parser.add_argument("--max-bundle", type=int, default=None,
+                        help="DaskEvaluator's max_bundle (default: its own)")
+    parser.add_argument("--max-prefetch", type=int, default=None,
+                        help="DaskEvaluator's max_prefetch (default: its own)")
     parser.add_argument("--observations", type=int, nargs="+", default=[100, 1000])
     parser.add_argument("--ask-repeats", type=int, default=25)
     parser.add_argument("--skip-peer", action="store_true", help="measure autodeuq only")

@@ -358,3 +358,123 @@ def test_one_worker_per_gpu_with_its_device_pinned(data):
         assert resources == [{"GPU": 1}, {"GPU": 1}]
         assert evaluator.n_workers == 2
         assert evaluator._device == "cuda"
+
+
+# -- DaskEvaluator: queue depth, bundles of very short trials, batched submission ------------
+
+
+def test_queue_depth_and_bundles_follow_the_trial_duration():
+    from autodeuq.evaluation import DaskEvaluator
+
+    evaluator = DaskEvaluator()
+    assert evaluator._shape() == (1, 1)  # nothing measured yet: prefetch, one trial a task
+    # (Dask tasks queued per worker, trials per Dask task) for trials of each duration.
+    for seconds, shape in [(1.0, (1, 1)), (0.1, (1, 1)), (0.02, (3, 1)), (0.004, (4, 2)),
+                           (0.0, (4, 8))]:
+        evaluator._durations.clear()
+        evaluator._durations.extend([seconds] * 5)
+        assert evaluator._shape() == shape, seconds
+    fixed = DaskEvaluator(prefetch=2, max_prefetch=2, max_bundle=1)
+    fixed._durations.extend([0.0] * 5)
+    assert fixed._shape() == (2, 1)
+
+
+class _Done:
+    """Stands for a Dask future in _finish: only its status is read."""
+
+    def __init__(self, status):
+        self.status = status
+
+
+def _metas(ids, attempts=1):
+    return [{"trial_id": i, "config": {"i": i}, "seed": i, "attempts": attempts, "limit": None,
+             "deadline": None, "holdout": None, "submitted": time.time(), "ahead": 40}
+            for i in ids]
+
+
+def test_a_lost_bundle_retries_each_of_its_trials_then_records_them_lost():
+    from distributed import KilledWorker
+
+    from autodeuq.evaluation import DaskEvaluator
+
+    evaluator = DaskEvaluator()
+    from types import SimpleNamespace
+
+    killed = KilledWorker("key", SimpleNamespace(address="tcp://127.0.0.1:1"), 0)
+    lost = (KilledWorker, killed, None)
+    first = _Done("error")
+    evaluator._futures[first] = _metas([3, 4])
+    assert evaluator._finish(first, lost) == []  # both resubmitted, nothing to report
+    assert [(m["trial_id"], m["attempts"]) for m in evaluator._pending] == [(3, 2), (4, 2)]
+    assert evaluator.n_running == 2
+    evaluator._pending = []
+    second = _Done("error")
+    evaluator._futures[second] = _metas([3, 4], attempts=2)
+    results = evaluator._finish(second, lost)
+    assert [(r.trial_id, r.status, r.attempts) for r in results] == [(3, "lost", 2),
+                                                                     (4, "lost", 2)]
+    assert all("KilledWorker" in r.error for r in results)
+    assert evaluator._pending == []
+
+
+def test_a_bundled_trial_that_raises_fails_alone():
+    from autodeuq.evaluation import DaskEvaluator
+
+    evaluator = DaskEvaluator()
+    done = _Done("finished")
+    evaluator._futures[done] = _metas([5, 6, 7])
+    ok = TrialResult(trial_id=5, config={"i": 5}, status="success", objective=1.0, start=10.0,
+                     end=10.001)
+    results = evaluator._finish(done, [ok, ValueError("boom"), OSError("disk gone")])
+    assert [(r.trial_id, r.status) for r in results] == [(5, "success"), (6, "failed")]
+    assert results[1].error == "ValueError: boom"
+    assert [(m["trial_id"], m["attempts"]) for m in evaluator._pending] == [(7, 2)]  # as lost
+    assert list(evaluator._durations) == [pytest.approx(0.001)]
+
+
+def test_very_short_trials_run_in_bundles_and_each_comes_back_once(client, data):
+    from autodeuq.evaluation import DaskEvaluator
+
+    def quick(config, data, seed, device="cpu", time_limit=None, trial_id=-1, deadline=None,
+              holdout=None):
+        if config.get("raise"):
+            raise ValueError("boom")
+        now = time.time()
+        return TrialResult(trial_id=trial_id, config=config, status="success",
+                           objective=float(seed) if holdout is None else holdout,
+                           seed=int(seed), start=now, end=now, worker=str(os.getpid()))
+
+    search = ListSearch([{"i": 0}] * 9 + [{"raise": True}])
+    evaluator = DaskEvaluator(scheduler=client, task=quick)
+    widest = []
+    with evaluator:
+        evaluator.start(data)
+        # Submitted trials wait for the next collect() and then go to the scheduler together.
+        for i in range(3):
+            evaluator.submit(1000 + i, {"i": i}, seed=i)
+        assert evaluator.n_running == 3
+        assert not evaluator._futures
+        early = []
+        while len(early) < 3:
+            early += evaluator.collect(timeout=30)
+        assert sorted(r.trial_id for r in early) == [1000, 1001, 1002]
+
+        def on_result(result):
+            widest.append(max((len(m) for m in evaluator._futures.values()), default=0))
+
+        results = run_search(search, evaluator, np.random.SeedSequence(0), max_evals=80,
+                             on_result=on_result)
+        assert evaluator._shape()[1] > 1
+        refits = run_refits(evaluator, [{"i": 0}] * 5, seeds=[1, 2, 3, 4, 5], holdout=0.25)
+    assert max(widest) > 1  # some Dask tasks held several trials
+    assert sorted(r.trial_id for r in results) == list(range(80))
+    for r in results:
+        assert r.attempts == 1
+        if r.trial_id % 10 == 9:
+            assert (r.status, r.error) == ("failed", "ValueError: boom")
+        else:
+            assert r.status == "success"
+            assert r.objective == float(trial_seed(np.random.SeedSequence(0), r.trial_id))
+    assert [r.trial_id for r in refits] == [-1, -2, -3, -4, -5]
+    assert all(r.ok and r.objective == 0.25 for r in refits)  # holdout= reached the task
+    assert client.status == "running"

@@ -8,10 +8,14 @@ GPU with ``CUDA_VISIBLE_DEVICES`` pinned. A client or cluster the user made is u
 closed.
 """
 
+import functools
 import logging
+import math
 import os
+import statistics
 import time
 import uuid
+from collections import deque
 
 from distributed.diagnostics.plugin import WorkerPlugin
 
@@ -26,6 +30,19 @@ logger = logging.getLogger(__name__)
 # Seconds past a trial's own time limit before the evaluator gives up on it (an epoch in
 # progress finishes before the in-trial limit is checked).
 _TIMEOUT_GRACE = 30.0
+
+# Seconds a worker's queue should cover: about the time from a trial's end to the arrival of
+# the trial submitted in its place (Dask's batched streams, the scheduler, this process), with
+# room to spare. Trials shorter than this get a deeper queue (see DaskEvaluator.max_prefetch).
+_ROUND_TRIP = 0.05
+
+# Seconds of trials one Dask task may hold when trials are very short: each Dask task costs
+# about 2 ms of CPU in this process, the scheduler and the worker, whatever it runs, so trials
+# of under 5 ms run several to a task (see DaskEvaluator.max_bundle).
+_BUNDLE_TIME = 0.01
+
+# Finished trials whose median duration sets the queue depth and the bundle size.
+_RECENT = 16
 
 
 def available_cores():
@@ -71,6 +88,23 @@ class TorchThreads(WorkerPlugin):
         _warm_up_torch()
 
 
+def _run_trials(task, data, device, trials):
+    """Run very short trials one after another in one Dask task (see ``max_bundle``).
+
+    ``trials`` holds ``(config, seed, time_limit, trial_id, deadline, holdout)`` tuples; each
+    trial's result, or the exception it raised, comes back in their order.
+    """
+    outcomes = []
+    for config, seed, time_limit, trial_id, deadline, holdout in trials:
+        kwargs = {} if holdout is None else {"holdout": holdout}
+        try:
+            outcomes.append(task(config, data, seed, device, time_limit, trial_id, deadline,
+                                 **kwargs))
+        except Exception as exc:  # reported for this trial alone, as Dask would
+            outcomes.append(exc)
+    return outcomes
+
+
 def _is_worker_loss(exc):
     from distributed import KilledWorker
     from distributed.comm.core import CommClosedError
@@ -107,10 +141,28 @@ class DaskEvaluator(Evaluator):
         Trials queued on each worker besides the running one, so a worker starts its next
         trial without waiting for a round trip to this process (it halves the scheduling
         overhead of short trials; the search proposes them slightly earlier).
+    max_prefetch : int, default=4
+        Deepest queue per worker, used only while trials are very short: the queue holds
+        enough trials to cover a round trip to this process (about 50 ms), judged from the
+        median duration of the last 16 finished trials, between ``prefetch`` and
+        ``max_prefetch``. Trials of 50 ms or more always get ``prefetch``, so a model-based
+        search is not asked for candidates earlier than the workers need them.
+        ``max_prefetch=prefetch`` keeps the queue fixed.
+    max_bundle : int, default=8
+        Most trials run one after another in one Dask task, used only for trials of under
+        5 ms (median of the last 16), whose cost would otherwise be mostly Dask's own per
+        task; their results come back together when the task ends. 1 never bundles.
+
+    Notes
+    -----
+    Trials submitted one after another (as the search loop does) go to the scheduler together,
+    as one graph, when :meth:`collect` is next called: one message and one graph update for
+    the lot instead of one per trial.
     """
 
     def __init__(self, n_workers=None, scheduler=None, devices=None, trial_timeout=None,
-                 max_retries=1, security=None, task=train_candidate, prefetch=1):
+                 max_retries=1, security=None, task=train_candidate, prefetch=1,
+                 max_prefetch=4, max_bundle=8):
         self.n_workers_param = n_workers
         self.scheduler = scheduler
         self.devices = devices
@@ -119,12 +171,16 @@ class DaskEvaluator(Evaluator):
         self.security = security
         self.task = task
         self.prefetch = prefetch
+        self.max_prefetch = max_prefetch
+        self.max_bundle = max_bundle
         self._n_workers = (0, -1.0)  # (count, when read): the scheduler is asked once a second
         self._client = None
         self._cluster = None
         self._owns_client = False
         self._data = self._raw_data = None
-        self._futures = {}
+        self._futures = {}  # Dask future -> metadata of its trials (several in a bundle)
+        self._pending = []  # submitted, not yet sent to the scheduler (see _flush)
+        self._durations = deque(maxlen=_RECENT)
         self._completed = None
         self._device = "cpu"
         self._gpu_resource = False
@@ -146,8 +202,14 @@ class DaskEvaluator(Evaluator):
         from distributed import LocalCluster, Nanny, Scheduler, SpecCluster
 
         gpus = self._gpu_list()
-        # A lost worker makes the task fail at once: the evaluator retries it itself.
-        with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+        # A lost worker makes the task fail at once: the evaluator retries it itself. The
+        # scheduler hands each worker its whole queue (up to 1 + max_prefetch Dask tasks)
+        # rather than holding tasks past its default 1.1 per thread (which applies once more
+        # tasks are in flight than twice the threads, i.e. with a deep queue); the evaluator
+        # itself bounds what is in flight (capacity).
+        saturation = float(1 + max(self.prefetch, self.max_prefetch))
+        with dask.config.set({"distributed.scheduler.allowed-failures": 0,
+                              "distributed.scheduler.worker-saturation": saturation}):
             if gpus:
                 workers = {
                     f"gpu-{i}": {"cls": Nanny, "options": {
@@ -220,7 +282,7 @@ class DaskEvaluator(Evaluator):
 
     def close(self):
         futures = list(self._futures)
-        self._futures = {}
+        self._futures, self._pending = {}, []
         self._completed = None
         if self._client is not None and futures:
             self._client.cancel(futures)
@@ -249,29 +311,88 @@ class DaskEvaluator(Evaluator):
             self._n_workers = (count, time.monotonic())
         return count
 
+    def _shape(self):
+        """``(depth, bundle)``: Dask tasks queued per worker, and trials per Dask task.
+
+        ``(prefetch, 1)`` until trials are known to be very short (see ``max_prefetch`` and
+        ``max_bundle``).
+        """
+        depth, bundle = self.prefetch, 1
+        if self._durations:
+            median = statistics.median(self._durations)
+            if median <= 0:
+                return max(depth, self.max_prefetch), max(1, self.max_bundle)
+            bundle = max(1, min(self.max_bundle, math.floor(_BUNDLE_TIME / median)))
+            wanted = math.ceil(_ROUND_TRIP / (bundle * median))
+            depth = max(depth, min(self.max_prefetch, wanted))
+        return depth, bundle
+
     @property
     def capacity(self):
-        return self.n_workers * (1 + self.prefetch)
+        depth, bundle = self._shape()
+        return self.n_workers * (1 + depth) * bundle
 
     @property
     def n_running(self):
-        return len(self._futures)
+        return sum(map(len, self._futures.values())) + len(self._pending)
 
     def submit(self, trial_id, config, seed, deadline=None, holdout=None, attempts=1):
-        limit = self.trial_timeout
+        # Sent with the others submitted before the next collect(), as one graph (_flush).
+        self._pending.append({"trial_id": trial_id, "config": config, "seed": seed,
+                              "attempts": attempts, "limit": self.trial_timeout,
+                              "deadline": deadline, "holdout": holdout})
+
+    def _flush(self):
+        """Send the pending trials to the scheduler: one ``Client.map`` per ``holdout`` (and
+        one more for bundles of very short trials)."""
+        if not self._pending:
+            return
         if self._data.status != "finished":
             logger.warning("the training data were lost with their workers; sending them again")
             self._scatter()
-        future = self._client.submit(
-            self.task, config, self._data, seed, self._device, limit, trial_id,
-            deadline, key=f"autodeuq-trial-{self._token}-{trial_id}-{attempts}", pure=False,
-            resources={"GPU": 1} if self._gpu_resource else None,
-            **({} if holdout is None else {"holdout": holdout}),
-        )
-        self._completed.add(future)
-        self._futures[future] = {"trial_id": trial_id, "config": config, "seed": seed,
-                                 "attempts": attempts, "submitted": time.time(),
-                                 "limit": limit, "deadline": deadline, "holdout": holdout}
+        pending, self._pending = self._pending, []
+        depth, bundle = self._shape()
+        groups = {}
+        for meta in pending:
+            # A trial may wait for those queued before it on its worker (_give_up_at).
+            meta["ahead"] = (1 + depth) * bundle
+            groups.setdefault(meta["holdout"], []).append(meta)
+        resources = {"GPU": 1} if self._gpu_resource else None
+        for holdout, metas in groups.items():
+            chunks = [metas[i:i + bundle] for i in range(0, len(metas), bundle)]
+            single = [c[0] for c in chunks if len(c) == 1]
+            bundles = [c for c in chunks if len(c) > 1]
+            submitted = time.time()
+            if single:
+                n = len(single)
+                futures = self._client.map(
+                    self.task, [m["config"] for m in single], [self._data] * n,
+                    [m["seed"] for m in single], [self._device] * n,
+                    [m["limit"] for m in single], [m["trial_id"] for m in single],
+                    [m["deadline"] for m in single],
+                    key=[f"autodeuq-trial-{self._token}-{m['trial_id']}-{m['attempts']}"
+                         for m in single],
+                    pure=False, resources=resources,
+                    **({} if holdout is None else {"holdout": holdout}),
+                )
+                self._track(futures, [[m] for m in single], submitted)
+            if bundles:
+                n = len(bundles)
+                futures = self._client.map(
+                    functools.partial(_run_trials, self.task), [self._data] * n,
+                    [self._device] * n,
+                    [[(m["config"], m["seed"], m["limit"], m["trial_id"], m["deadline"],
+                       m["holdout"]) for m in c] for c in bundles],
+                    key=[f"autodeuq-trials-{self._token}-{c[0]['trial_id']}-{c[0]['attempts']}"
+                         for c in bundles],
+                    pure=False, resources=resources,
+                )
+                self._track(futures, bundles, submitted)
+
+    def _track(self, futures, metas, submitted):
+        self._completed.update(futures)
+        for future, trials in zip(futures, metas, strict=True):
+            self._futures[future] = [{**m, "submitted": submitted} for m in trials]
 
     def _wait_ready(self, timeout):
         """Block until a future completes or ``timeout`` seconds pass (None: no limit)."""
@@ -285,27 +406,33 @@ class DaskEvaluator(Evaluator):
                 condition.wait(timeout=left)
 
     def _give_up_at(self, meta):
-        # A queued trial may wait for the ones before it on its worker to finish first.
-        return meta["submitted"] + (1 + self.prefetch) * meta["limit"] + _TIMEOUT_GRACE
+        # A queued trial may wait for the ones before it on its worker to finish first (with
+        # bundles, also those before it in its own bundle): at most meta["ahead"] trials.
+        return meta["submitted"] + meta["ahead"] * meta["limit"] + _TIMEOUT_GRACE
 
     def collect(self, timeout=None):
+        self._flush()
         if not self._futures:
             return []
-        give_up = [self._give_up_at(m) for m in self._futures.values() if m["limit"] is not None]
+        # The trials of one Dask task share their submission time and queue.
+        give_up = [self._give_up_at(m[0]) for m in self._futures.values()
+                   if m[0]["limit"] is not None]
         if give_up:
             until = max(0.0, min(give_up) - time.time())
             timeout = until if timeout is None else min(timeout, until)
         self._wait_ready(timeout)
         done = [(f, r) for f, r in self._completed.next_batch(block=False) if f in self._futures]
-        results = [r for r in (self._finish(f, r) for f, r in done) if r is not None]
+        results = [r for f, outcome in done for r in self._finish(f, outcome)]
         now = time.time()
-        for future, meta in list(self._futures.items()):
+        for future, metas in list(self._futures.items()):
+            meta = metas[0]
             if meta["limit"] is not None and now > self._give_up_at(meta):
                 del self._futures[future]
                 future.cancel()
-                results.append(self._failure(meta, "timeout", f"no result {meta['limit']}s + "
-                                             f"{_TIMEOUT_GRACE}s after it could have started; "
-                                             "cancelled"))
+                results.extend(
+                    self._failure(m, "timeout", f"no result {m['limit']}s + {_TIMEOUT_GRACE}s "
+                                  "after it could have started; cancelled") for m in metas)
+        self._flush()  # retries of trials whose worker was lost
         return results
 
     def _failure(self, meta, status, error):
@@ -314,16 +441,35 @@ class DaskEvaluator(Evaluator):
                            start=meta["submitted"], end=time.time())
 
     def _finish(self, future, outcome):
-        """A finished trial's result, or None when its lost worker's trial was resubmitted.
+        """The finished trials of a Dask task; a lost worker's trials are resubmitted instead.
 
-        ``outcome`` is what as_completed fetched: the result, ``(type, exc, traceback)`` for
-        an error, or an exception for a cancelled future.
+        ``outcome`` is what as_completed fetched: the result (a list of results or exceptions
+        for a bundle), ``(type, exc, traceback)`` for an error, or an exception for a cancelled
+        future.
         """
-        meta = self._futures.pop(future)
+        metas = self._futures.pop(future)
         if future.status == "finished":
-            outcome.attempts = meta["attempts"]
-            return outcome
-        exc = outcome[1] if future.status == "error" else None
+            outcomes = outcome if len(metas) > 1 else [outcome]
+        else:
+            outcomes = [outcome[1] if future.status == "error" else None] * len(metas)
+        results = []
+        for meta, trial in zip(metas, outcomes, strict=True):
+            if future.status == "finished" and not (len(metas) > 1
+                                                    and isinstance(trial, BaseException)):
+                trial.attempts = meta["attempts"]
+                duration = trial.end - trial.start
+                if math.isfinite(duration):
+                    self._durations.append(max(0.0, duration))
+                results.append(trial)
+                continue
+            result = self._settle(meta, trial)
+            if result is not None:
+                results.append(result)
+        return results
+
+    def _settle(self, meta, exc):
+        """A trial that raised ``exc`` (None: cancelled): failed, or retried if its worker was
+        lost (None then), or lost after ``max_retries``."""
         if exc is None or _is_worker_loss(exc):
             reason = f"worker lost: {type(exc).__name__}: {exc}" if exc else "task cancelled"
             if meta["attempts"] <= self.max_retries:
