@@ -27,7 +27,8 @@ class Evaluator(abc.ABC):
 
     @abc.abstractmethod
     def submit(self, trial_id, config, seed, deadline=None, holdout=None):
-        """Start training ``config`` as trial ``trial_id``.
+        """Start training ``config`` as trial ``trial_id`` (an evaluator may send what was
+        submitted at its next :meth:`collect`, so submit a batch, then collect).
 
         ``deadline`` (Unix time) ends its training normally, keeping the best weights so far:
         the end of the search's time budget. ``holdout`` makes it a refit on all the data

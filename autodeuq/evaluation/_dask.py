@@ -265,7 +265,7 @@ class DaskEvaluator(Evaluator):
             info = self._client.scheduler_info(n_workers=-1)["workers"]
             self._gpu_resource = any("GPU" in w.get("resources", {}) for w in info.values())
             self._device = "cuda" if self._gpu_resource else "cpu"
-            logger.info("Dask dashboard: %s", self._client.dashboard_link)
+            logger.debug("Dask dashboard: %s", self._client.dashboard_link)
             self._raw_data = data
             self._scatter()
             # Results are fetched in the background as each trial ends.
@@ -294,6 +294,11 @@ class DaskEvaluator(Evaluator):
         if self._cluster is not None:
             self._cluster.close()
         self._client, self._cluster, self._owns_client = None, None, False
+
+    @property
+    def dashboard_link(self):
+        """The Dask dashboard's address while started, else None (the progress shows it)."""
+        return None if self._client is None else self._client.dashboard_link
 
     # -- work -------------------------------------------------------------------------------
 

@@ -26,13 +26,11 @@ LOG_INTERVAL = 30.0
 def dashboard_link(evaluator):
     """The Dask dashboard's address of an evaluator, or None (a serial one has none).
 
-    Reads a public ``dashboard_link`` attribute when the evaluator has one, else the link of
-    its client, never failing: a progress display must not break a search.
+    Reads the evaluator's ``dashboard_link`` attribute when it has one, never failing: a
+    progress display must not break a search.
     """
     try:
         link = getattr(evaluator, "dashboard_link", None)
-        if link is None:
-            link = getattr(getattr(evaluator, "_client", None), "dashboard_link", None)
     except Exception:  # a closed client, a scheduler that went away
         return None
     return link if isinstance(link, str) and link else None
