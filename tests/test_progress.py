@@ -214,11 +214,8 @@ def test_resumed_trials_count(caplog):
 
 
 def test_dashboard_link_is_logged_once(caplog):
-    class Client:
+    class Evaluator(SerialEvaluator):  # as DaskEvaluator exposes it
         dashboard_link = "http://127.0.0.1:8787/status"
-
-    class Evaluator(SerialEvaluator):
-        _client = Client()
 
     stream = io.StringIO()
     with caplog.at_level(logging.INFO, logger=LOGGER), Evaluator(task=fake_task) as evaluator:
