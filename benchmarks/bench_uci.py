@@ -5,7 +5,10 @@ Runs each estimator on each standard split of the UCI datasets (the PBP protocol
 mixture and of the moment-matched Gaussian (original units), RMSE, 90% interval coverage and
 wall time per split, beside the published anchors on the same splits.
 
-    python benchmarks/bench_uci.py --datasets yacht energy concrete --splits 0 1 2
+    python benchmarks/bench_uci.py --estimators autodeuq deep_ensemble gaussian_mlp \
+        --time-budget 240                                  # make bench-uci
+    python benchmarks/bench_uci.py --datasets kin8nm power-plant --splits 0 \
+        --estimators autodeuq deep_ensemble --time-budget 360
     python benchmarks/bench_uci.py --estimators deep_ensemble gaussian_mlp --json out.json
     python benchmarks/bench_uci.py --datasets concrete energy --splits 0 \
         --estimators gaussian_mlp nas --time-budget 300
