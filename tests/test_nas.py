@@ -70,7 +70,7 @@ def test_serial_search_is_deterministic(fitted, regression_data):
 
 def test_refit_trains_the_best_config_on_all_data(fitted, regression_data):
     X, y, X_test, _ = regression_data
-    refitted = nas(refit=True).fit(X, y)
+    refitted = nas(refit=True, rescore_top=0).fit(X, y)
     assert refitted.best_params_ == fitted.best_params_
     assert refitted.pipeline_[-1].config_["layers"] == fitted.best_config_["layers"]
     assert refitted.refit_time_ > 0
@@ -78,6 +78,20 @@ def test_refit_trains_the_best_config_on_all_data(fitted, regression_data):
     # Another network: trained on other rows, from another seed.
     assert not np.allclose(refitted.predict(X_test), fitted.predict(X_test))
     assert nas().refit is True
+
+
+def test_the_best_candidates_are_scored_again_before_the_winner_is_chosen(regression_data):
+    X, y, _, _ = regression_data
+    est = nas(rescore_top=3).fit(X, y)
+    table = est.search_results_
+    assert [r["trial_id"] for r in est.rescored_] == list(table.nsmallest(3, "valid_nll")["job_id"])
+    for r in est.rescored_:
+        assert np.isfinite(r["rescore_nll"])
+        assert r["mean_nll"] == pytest.approx((r["valid_nll"] + r["rescore_nll"]) / 2)
+    winner = min(est.rescored_, key=lambda r: r["mean_nll"])["trial_id"]
+    assert est.best_params_ == table.loc[table["job_id"] == winner].filter(like="p:").rename(
+        columns=lambda c: c[2:]).iloc[0].to_dict()
+    assert nas(rescore_top=0).fit(X, y).rescored_ == []
 
 
 def test_failed_refit_keeps_the_searched_network(fitted, regression_data, monkeypatch):
@@ -172,6 +186,7 @@ def no_search(monkeypatch):
     ({"search_space": 5}, "search_space|SearchSpace"),
     ({"checkpoint_dir": 3}, "checkpoint_dir"),
     ({"refit": "yes"}, "refit"),
+    ({"rescore_top": -1}, "rescore_top"),
 ])
 def test_invalid_parameters_are_refused_before_the_search(regression_data, params, match):
     X, y, _, _ = regression_data

@@ -265,6 +265,16 @@ class SearchRegressorBase(UncertaintyRegressorMixin, RegressorMixin, BaseEstimat
             best_epoch=trial.best_epoch,
             validation_nll=trial.objective + math.log(outcome.y_scale))
 
+    @staticmethod
+    def _retrain(outcome, evaluator, trials, holdout):
+        """Train each trial's configuration again on all the data split anew (``holdout`` of
+        it to early-stop on), from fresh seeds, for at most ``REFIT_EPOCHS`` times the epochs
+        it needed; the results, in order."""
+        seeds = [int(s.generate_state(1)[0]) for s in outcome.refit_seeds.spawn(len(trials))]
+        configs = [{**t.config, "max_epochs": max(1, math.ceil(REFIT_EPOCHS * t.best_epoch))}
+                   for t in trials]
+        return run_refits(evaluator, configs, seeds, holdout)
+
     def _refit_members(self, outcome, evaluator, trials):
         """Each trial's configuration trained again on all the data, as fitted members.
 
@@ -280,11 +290,8 @@ class SearchRegressorBase(UncertaintyRegressorMixin, RegressorMixin, BaseEstimat
         list of GaussianMLPRegressor or None
             None where the refit failed.
         """
-        seeds = [int(s.generate_state(1)[0]) for s in outcome.refit_seeds.spawn(len(trials))]
         start = time.monotonic()
-        configs = [{**t.config, "max_epochs": max(1, math.ceil(REFIT_EPOCHS * t.best_epoch))}
-                   for t in trials]
-        refits = run_refits(evaluator, configs, seeds, REFIT_HOLDOUT)
+        refits = self._retrain(outcome, evaluator, trials, REFIT_HOLDOUT)
         self.refit_time_ = time.monotonic() - start
         members = []
         for trial, refit in zip(trials, refits, strict=True):
