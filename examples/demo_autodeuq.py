@@ -91,7 +91,7 @@ def short_float(value):
     return f"{mantissa}e{int(exponent)}"
 
 
-def describe_member(member):
+def describe_member(member, n_networks=1):
     """One readable line: weight, layers, training hyperparameters, validation NLL."""
     config = member["config"]
     layers = []
@@ -110,8 +110,9 @@ def describe_member(member):
                 f"batch {config['batch_size']}")
     if config.get("lr_schedule"):
         training += f" {config['lr_schedule']} schedule"
-    return (f"w={member['weight']:.2f}  {architecture}  {training}  "
-            f"valid NLL {member['valid_nll']:.3f}  (trial {member['trial_id']})")
+    networks = f"{n_networks} networks, " if n_networks > 1 else ""
+    return (f"w={member['weight'] * n_networks:.2f}  {architecture}  {training}  "
+            f"valid NLL {member['valid_nll']:.3f}  ({networks}trial {member['trial_id']})")
 
 
 def plot(X_train, y_train, X_test, y_test, results, path):
@@ -238,8 +239,12 @@ def main(argv=None):
           f"{len({m['trial_id'] for m in est.members_})} configurations ({args.selection}; "
           f"validation NLL {est.validation_nll_:.3f}) and trained {len(est.members_)} "
           f"networks of them on all the data:")
-    for member in sorted(est.members_, key=lambda m: (-m["weight"], m["valid_nll"])):
-        print("  " + describe_member(member))
+    # A configuration selected with a large weight was trained as several networks.
+    by_trial = {}
+    for member in est.members_:
+        by_trial.setdefault(member["trial_id"], []).append(member)
+    for group in sorted(by_trial.values(), key=lambda g: -sum(m["weight"] for m in g)):
+        print("  " + describe_member(group[0], n_networks=len(group)))
 
     print(f"\n{'mean std':<38}{'inside training range':>23}{'outside training range':>24}")
     print(f"{'':<38}{'aleatoric':>12}{'epistemic':>11}{'aleatoric':>13}{'epistemic':>11}")
