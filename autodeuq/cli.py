@@ -87,56 +87,27 @@ def _quote(names, limit=12):
 # -- argument types --------------------------------------------------------------------------
 
 
-def _positive_float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number > 0; got {text!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a number > 0; got {text!r}")
-    return value
+def _argument_type(parse, accept, rule):
+    """An argparse type: ``parse`` the text, keep it if ``accept(value)``, else say ``rule``."""
+
+    def convert(text):
+        try:
+            value = parse(text)
+        except ValueError:
+            value = None
+        if value is None or not accept(value):
+            raise argparse.ArgumentTypeError(f"must be {rule}; got {text!r}")
+        return value
+
+    return convert
 
 
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 1; got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 1; got {text!r}")
-    return value
-
-
-def _n_jobs(text):
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1 and value != -1:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, or -1 for every core; "
-                                         f"got {text!r}")
-    return value
-
-
-def _coverage(text):
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not 0.0 < value < 1.0:
-        raise argparse.ArgumentTypeError(f"must be a probability in (0, 1), e.g. 0.9; got "
-                                         f"{text!r}")
-    return value
-
-
-def _fraction(text):
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not 0.0 <= value <= 10.0:
-        raise argparse.ArgumentTypeError(f"must be a number in [0, 10], e.g. 0.25; got {text!r}")
-    return value
+_positive_float = _argument_type(float, lambda v: math.isfinite(v) and v > 0, "a number > 0")
+_positive_int = _argument_type(int, lambda v: v >= 1, "a whole number >= 1")
+_n_jobs = _argument_type(int, lambda v: v >= 1 or v == -1,
+                         "a whole number >= 1, or -1 for every core")
+_coverage = _argument_type(float, lambda v: 0.0 < v < 1.0, "a probability in (0, 1), e.g. 0.9")
+_fraction = _argument_type(float, lambda v: 0.0 <= v <= 10.0, "a number in [0, 10], e.g. 0.25")
 
 
 # -- reading CSV files -----------------------------------------------------------------------

@@ -135,9 +135,7 @@ trial_timeout, validation_fraction, initial_configs, checkpoint_dir, random_stat
             value = getattr(self, name)
             if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be an int >= 1; got {value!r}.")
-        for name in ("refit", "recalibrate"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"{name} must be True or False; got {getattr(self, name)!r}.")
+        self._check_bools("refit", "recalibrate")
         selector = make_selector(self.selection, self.ensemble_size)
         directory = None if self.checkpoint_dir is None else Path(self.checkpoint_dir) / "weights"
         catalogue = Catalogue(max_in_memory=self.max_in_memory, directory=directory)
@@ -152,7 +150,6 @@ trial_timeout, validation_fraction, initial_configs, checkpoint_dir, random_stat
                                     np.sqrt(catalogue.valid_vars()[indices]), weights)
             std_scale = fit_std_scale(y_valid, mixture) if self.recalibrate else 1.0
             if not self.refit:
-                self.refit_time_ = 0.0
                 members = [self._member(outcome, entry, _weights(catalogue, entry, outcome.data))
                            for entry in selected]
                 return outcome, selected, weights, members, mixture, std_scale
@@ -174,7 +171,7 @@ trial_timeout, validation_fraction, initial_configs, checkpoint_dir, random_stat
             catalogue.add(result)
             # The catalogue keeps what it needs (weights of the best only); the result, kept
             # in the search's trial list, must not hold every candidate's arrays.
-            result.state = result.valid_mean = result.valid_var = None
+            result.drop_arrays()
 
         outcome, entries, weights, members, mixture, std_scale = self._search(
             X, y, add, finish)

@@ -135,9 +135,7 @@ class NASRegressor(SearchRegressorBase):
         -------
         self
         """
-        if not isinstance(self.refit, bool):
-            raise ValueError(f"refit must be True or False; got {self.refit!r}. True trains the "
-                             "best configuration again on all the data.")
+        self._check_bools("refit")
         if (not isinstance(self.rescore_top, numbers.Integral) or isinstance(self.rescore_top, bool)
                 or self.rescore_top < 0):
             raise ValueError(f"rescore_top must be an int >= 0; got {self.rescore_top!r}. Use 0 "
@@ -149,10 +147,10 @@ class NASRegressor(SearchRegressorBase):
             if result.ok and ("result" not in best or
                               result.objective < best["result"].objective):
                 if "result" in best:
-                    _drop_arrays(best["result"])
+                    best["result"].drop_arrays()
                 best["result"] = result
             else:
-                _drop_arrays(result)
+                result.drop_arrays()
 
         def finish(outcome, evaluator):
             winner = best["result"]
@@ -162,8 +160,6 @@ class NASRegressor(SearchRegressorBase):
             model = None
             if self.refit:
                 [model] = self._refit_members(outcome, evaluator, [winner])
-            else:
-                self.refit_time_ = 0.0
             if model is None:
                 model = self._member(outcome, winner, winner.state)
             return outcome, winner, model
@@ -200,7 +196,3 @@ class NASRegressor(SearchRegressorBase):
                                    "rescore_nll": second + log_scale,
                                    "mean_nll": scores[-1] + log_scale})
         return ranked[int(np.argmin(scores))]
-
-
-def _drop_arrays(result):
-    result.state = result.valid_mean = result.valid_var = None

@@ -108,6 +108,12 @@ class SearchRegressorBase(UncertaintyRegressorMixin, RegressorMixin, BaseEstimat
         space = SearchSpace.coerce(self.search_space)
         return space
 
+    def _check_bools(self, *names):
+        for name in names:
+            value = getattr(self, name)
+            if not isinstance(value, bool):
+                raise ValueError(f"{name} must be True or False; got {value!r}.")
+
     def _initial_configs(self, space, seed):
         """The configurations the search starts from (validated in the space)."""
         if isinstance(self.initial_configs, str) and self.initial_configs == "default":
@@ -223,6 +229,7 @@ class SearchRegressorBase(UncertaintyRegressorMixin, RegressorMixin, BaseEstimat
                                     y_scale=y_scale, data=data, n_features=X.shape[1],
                                     wall_time=time.monotonic() - start, refit_seeds=refit_seq)
             self._check_some_succeeded(outcome)
+            self.refit_time_ = 0.0  # _refit_members sets it when there is a refit
             return finish(outcome, evaluator)
 
     @staticmethod

@@ -68,6 +68,10 @@ class TrialResult:
         """Whether the trial succeeded (it has an objective and weights)."""
         return self.status == "success"
 
+    def drop_arrays(self):
+        """Forget the weights and validation predictions (keep the record), to bound memory."""
+        self.state = self.valid_mean = self.valid_var = None
+
     @property
     def duration(self):
         """Seconds from the start to the end of training."""
