@@ -1,6 +1,8 @@
+import importlib.util
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -65,3 +67,14 @@ def external_cluster(tmp_path_factory):
             proc.terminate()
         for proc in procs:
             proc.wait(timeout=30)
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load(relative):
+    """Import a script of the repository (an example or a benchmark) by its path."""
+    spec = importlib.util.spec_from_file_location(Path(relative).stem, ROOT / relative)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

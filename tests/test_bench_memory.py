@@ -1,18 +1,9 @@
 """benchmarks/bench_memory.py runs end to end (at a tiny budget), so it cannot rot."""
 
-import importlib.util
 import json
 import math
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def load(relative):
-    spec = importlib.util.spec_from_file_location(Path(relative).stem, ROOT / relative)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from conftest import load
 
 
 def test_memory_benchmark(tmp_path, capsys):

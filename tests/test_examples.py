@@ -1,20 +1,10 @@
 """The examples and benchmarks run end to end (at tiny budgets), so they cannot rot."""
 
-import importlib.util
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def load(relative):
-    spec = importlib.util.spec_from_file_location(Path(relative).stem, ROOT / relative)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from conftest import load
 
 
 def test_tutorial_demo(tmp_path, capsys):
