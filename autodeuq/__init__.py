@@ -21,3 +21,13 @@ __all__ = [
     "__version__",
     "load",
 ]
+
+
+def __getattr__(name):
+    """``autodeuq.plotting`` (the matplotlib displays) is imported on first use; it imports
+    matplotlib only when a display draws."""
+    if name == "plotting":
+        import importlib
+
+        return importlib.import_module(".plotting", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

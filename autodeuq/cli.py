@@ -584,9 +584,6 @@ def _predict(args):
 
 
 def _plot(args):
-    import pandas as pd
-    from scipy.stats import norm
-
     try:
         from matplotlib.figure import Figure
     except ImportError:
@@ -606,7 +603,6 @@ def _plot(args):
         raise CommandError(f"--x {x_name!r} is not one of the model's features "
                            f"({_quote(features)}).")
     column = features.index(x_name)
-    values = np.asarray(X, dtype=np.float64)
     target = args.target or summary.get("target")
     y = None
     if target is not None and target in frame.columns:
@@ -616,62 +612,23 @@ def _plot(args):
         raise CommandError(f"--target {args.target!r}: no such column in {str(args.data)!r}. "
                            f"{_columns_hint(frame, args.target)}")
 
-    x = values[:, column]
-    grid = len(features) == 1
-    if grid:  # the model's curve, beyond the data's range, where the epistemic part shows
-        lo, hi = float(x.min()), float(x.max())
-        pad = args.margin * ((hi - lo) or 1.0)
-        xs = np.linspace(lo - pad, hi + pad, 400)
-        inputs = xs[:, None] if not isinstance(X, pd.DataFrame) else pd.DataFrame({x_name: xs})
-    else:
-        xs, inputs = x, X
+    from .plotting import PredictiveBandsDisplay
+
+    grid = len(features) == 1  # the model's curve beyond the data, where the epistemic part shows
+    fig = Figure(figsize=(9, 6.5), layout="constrained")
+    axes = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [2, 1]})
     try:
-        unc = est.predict_uncertainty(inputs)
+        display = PredictiveBandsDisplay.from_estimator(
+            est, X, y, feature=column, grid=grid, margin=args.margin, target_name=target,
+            ax=axes, coverage=args.coverage,
+            gap_kwargs={"label": f"no rows of {Path(args.data).name}"})
     except _FAILURES as exc:
         raise CommandError(f"predicting failed: {_one_line(exc)}", status=1) from exc
-
-    z = float(norm.ppf(0.5 + args.coverage / 2))
-    level = _level_name(args.coverage)
-    mean = unc.mean
-    fig = Figure(figsize=(9, 6.5), layout="constrained")
-    ax, ax_std = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [2, 1]})
-    if grid:
-        alea_lo, alea_hi = mean - z * unc.aleatoric_std, mean + z * unc.aleatoric_std
-        ax.fill_between(xs, alea_lo, alea_hi, color="tab:blue", alpha=0.35,
-                        label=f"{level}% band, aleatoric only (noise)")
-        ax.fill_between(xs, mean - z * unc.total_std, alea_lo, color="tab:orange", alpha=0.35,
-                        label="widened by epistemic (lack of data)")
-        ax.fill_between(xs, alea_hi, mean + z * unc.total_std, color="tab:orange", alpha=0.35)
-        ax.plot(xs, mean, color="tab:red", lw=1.5, label="predicted mean")
-        # Shade where DATA has no rows: beyond its range, and gaps over 5% of the range.
-        seen = np.unique(x)
-        wide = np.nonzero(np.diff(seen) > 0.05 * (hi - lo))[0]
-        empty = [(xs[0], lo), *((seen[i], seen[i + 1]) for i in wide), (hi, xs[-1])]
-        for a in (ax, ax_std):
-            for k, (start, end) in enumerate(empty):
-                a.axvspan(start, end, color="0.93", zorder=0,
-                          label=f"no rows of {Path(args.data).name}" if k == 0 else None)
-        ax_std.plot(xs, unc.aleatoric_std, color="tab:blue", label="aleatoric std")
-        ax_std.plot(xs, unc.epistemic_std, color="tab:orange", label="epistemic std")
-        ax_std.plot(xs, unc.total_std, color="k", lw=0.8, ls="--", label="total std")
-    else:
-        ax.errorbar(xs, mean, yerr=z * unc.total_std, fmt="none", ecolor="tab:orange",
-                    alpha=0.5, lw=1, label=f"{level}% band, total")
-        ax.errorbar(xs, mean, yerr=z * unc.aleatoric_std, fmt="none", ecolor="tab:blue",
-                    alpha=0.6, lw=2, label=f"{level}% band, aleatoric only")
-        ax.scatter(xs, mean, s=6, color="tab:red", zorder=3, label="predicted mean")
-        ax_std.scatter(xs, unc.aleatoric_std, s=5, color="tab:blue", label="aleatoric std")
-        ax_std.scatter(xs, unc.epistemic_std, s=5, color="tab:orange", label="epistemic std")
-    if y is not None:
-        ax.scatter(x, y, s=5, color="k", alpha=0.45, zorder=2, label=f"data ({target})")
     n_members = len(getattr(est, "members_", getattr(est, "estimators_", [None])))
     what = f"{type(est).__name__}" + (f", {n_members} networks" if n_members > 1 else "")
-    ax.set(ylabel=target or "prediction",
-           title=f"{what}: predicted {target or 'value'} against {x_name}"
-                 + ("" if grid else " (each row of the data; other features vary)"))
-    ax.legend(fontsize=8, loc="best", markerscale=2)
-    ax_std.set(xlabel=x_name, ylabel="std")
-    ax_std.legend(fontsize=8, loc="best", markerscale=2)
+    display.ax_.set_title(f"{what}: predicted {target or 'value'} against {x_name}"
+                          + ("" if grid else " (each row of the data; other features vary)"))
+    display.ax_std_.set_xlabel(x_name)
     path = out or Path("uncertainty.png")
     try:
         fig.savefig(path, dpi=120)

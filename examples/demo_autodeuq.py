@@ -124,27 +124,20 @@ def plot(X_train, y_train, X_test, y_test, results, path):
     except ImportError:
         print("matplotlib is not installed: no figure (pip install 'autodeuq[plot]')")
         return
+    from autodeuq.plotting import PredictiveBandsDisplay
+
     x = X_test[:, 0]
     fig, axes = plt.subplots(len(results), 1, figsize=(9, 3.2 * len(results)), sharex=True,
                              constrained_layout=True)
     for ax, result in zip(np.atleast_1d(axes), results, strict=True):
-        unc = result["unc"]
-        # The aleatoric band, then what the epistemic part adds on each side of it.
-        alea_lo = unc.mean - 1.96 * unc.aleatoric_std
-        alea_hi = unc.mean + 1.96 * unc.aleatoric_std
-        total_lo = unc.mean - 1.96 * unc.total_std
-        total_hi = unc.mean + 1.96 * unc.total_std
         for lo, hi in ISLANDS:
             ax.axvspan(lo, hi, color="0.92", zorder=0)
-        ax.fill_between(x, alea_lo, alea_hi, color="tab:blue", alpha=0.35,
-                        label="95% band, aleatoric only")
-        ax.fill_between(x, total_lo, alea_lo, color="tab:orange", alpha=0.35,
-                        label="widened by epistemic")
-        ax.fill_between(x, alea_hi, total_hi, color="tab:orange", alpha=0.35)
-        ax.scatter(X_train[:, 0], y_train, s=3, color="k", alpha=0.4, label="training data")
+        # The 95% band of the aleatoric part, then what the epistemic part adds on each side.
+        PredictiveBandsDisplay.from_predictions(
+            x, *result["unc"], X_train=X_train, y_train=y_train, ax=ax, std_panel=False,
+            shade_gaps=False, legend=False, train_kwargs={"s": 3})
         ax.plot(x, y_test, "k--", lw=1, label="true 2 sin(x)")
-        ax.plot(x, unc.mean, color="tab:red", lw=1.5, label="predicted mean")
-        ax.set(ylabel="y", ylim=(-12, 12),
+        ax.set(xlabel="", ylabel="y", ylim=(-12, 12),
                title=f"{result['name']}: test NLL {result['report']['nll']:.2f}, "
                      f"90% coverage {result['report']['coverage']:.2f}")
     ax.set_xlabel("x")
