@@ -88,6 +88,13 @@ def _mean_trials(group):
     return f"{statistics.mean(trials):.0f}" if trials else ""
 
 
+def mean_sd(group, key):
+    """``"mean ± sd"`` of ``key`` over the rows of ``group`` (sd 0 for one row)."""
+    values = [r[key] for r in group]
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.3f} ± {sd:.3f}"
+
+
 def summarize(rows):
     groups = {}
     for row in rows:
@@ -95,16 +102,11 @@ def summarize(rows):
     lines = ["| dataset | model | splits | NLL | NLL (moment-matched) | RMSE | 90% coverage | "
              "seconds/split | trials/split |", "|---|---|---|---|---|---|---|---|---|"]
 
-    def stat(group, key):
-        values = [r[key] for r in group]
-        sd = statistics.stdev(values) if len(values) > 1 else 0.0
-        return f"{statistics.mean(values):.3f} ± {sd:.3f}"
-
     for dataset, by_name in groups.items():
         for name, group in by_name.items():
-            lines.append(f"| {dataset} | {name} | {len(group)} | {stat(group, 'nll')} | "
-                         f"{stat(group, 'nll_moment_matched')} | {stat(group, 'rmse')} | "
-                         f"{stat(group, 'coverage')} | "
+            lines.append(f"| {dataset} | {name} | {len(group)} | {mean_sd(group, 'nll')} | "
+                         f"{mean_sd(group, 'nll_moment_matched')} | {mean_sd(group, 'rmse')} | "
+                         f"{mean_sd(group, 'coverage')} | "
                          f"{statistics.mean(r['seconds'] for r in group):.1f} | "
                          f"{_mean_trials(group)} |")
         for paper, (rmse, nll) in PUBLISHED.get(dataset, {}).items():
