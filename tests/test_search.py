@@ -314,11 +314,33 @@ def test_aging_evolution_mutates_a_tournament_winner():
         assert min(changed) == 1  # one dimension away from a member
 
 
+@pytest.mark.parametrize("cls", [AgingEvolution, AgEBO])
+def test_evolution_starts_after_n_initial_successes_not_a_full_population(cls):
+    """With a population of 100 filled at random first, a search of a few dozen candidates
+    would never evolve: mutation starts once n_initial random members succeeded."""
+    space = SearchSpace({"a": Int(0, 10_000), "b": Float(0.0, 1.0),
+                         "learning_rate": Float(1e-4, 1e-1, log=True)})  # AgEBO: BO's part
+    search = cls(space, population_size=100, sample_size=10, n_initial=4, random_state=0)
+    run(search, 4, objective=lambda c: float(c["a"]))
+    mutated = ("a", "b") if cls is AgEBO else space.names  # AgEBO evolves the architecture
+    for _ in range(10):  # each next ask is one mutation away from a member
+        members = [r.config for r in search.population]
+        trial = search.ask()
+        assert min(sum(m[k] != trial.config[k] for k in mutated) for m in members) == 1
+        search.tell(trial.trial_id, float(trial.config["a"]))
+    # n_initial=population_size is the original algorithm: random until the population is full
+    search = cls(space, population_size=6, sample_size=2, n_initial=6, random_state=0)
+    run(search, 5, objective=lambda c: float(c["a"]))
+    assert len(search.population) == 5
+
+
 def test_aging_evolution_checks_its_parameters():
     with pytest.raises(ValueError, match="sample_size must be <= population_size"):
         AgingEvolution(tiny_space(), population_size=5, sample_size=6)
     with pytest.raises(ValueError, match="population_size must be an int >= 1"):
         AgingEvolution(tiny_space(), population_size=0)
+    with pytest.raises(ValueError, match="n_initial must be an int >= 1"):
+        AgingEvolution(tiny_space(), n_initial=0)
 
 
 # ------------------------------------------------------------------------ Bayesian optimisation

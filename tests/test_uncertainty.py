@@ -386,6 +386,21 @@ def test_fit_std_scale_recovers_the_missing_factor():
         fit_std_scale(y, means)
 
 
+def test_fit_std_scale_widen_only_never_narrows():
+    rng = np.random.default_rng(4)
+    means = rng.normal(size=(3, 5_000)) * 0.1
+    y = means.mean(axis=0) + 0.5 * rng.normal(size=5_000)
+    overstated = NormalMixture(means, np.ones_like(means))  # the truth has std 0.5
+    assert fit_std_scale(y, overstated) == pytest.approx(0.5, rel=0.05)
+    assert fit_std_scale(y, overstated, widen_only=True) == 1.0
+    understated = NormalMixture(means, 0.25 * np.ones_like(means))
+    assert fit_std_scale(y, understated, widen_only=True) == pytest.approx(
+        fit_std_scale(y, understated))
+    assert fit_std_scale(y, understated, widen_only=True) == pytest.approx(2.0, rel=0.05)
+    with pytest.raises(TypeError, match="widen_only must be a bool"):
+        fit_std_scale(y, understated, widen_only="yes")
+
+
 def test_regression_report():
     rng = np.random.default_rng(18)
     mix = _random_mixture(rng, n_samples=200)

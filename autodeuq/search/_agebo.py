@@ -18,12 +18,14 @@ class AgEBO(Search):
     (optimizer, learning_rate, batch_size, ...) and every other, architecture, name. Each ask
     builds its configuration from two independent proposals:
 
-    - **architecture** (aging evolution over ``space.subspace(architecture_names)``): while
-      the population holds fewer than ``population_size`` successful trials, a random sample
-      of the architecture subspace; once it is full, the architecture dimensions of the best
-      of ``sample_size`` random members, changed by one ``mutate`` of that subspace (one
-      architecture dimension changed; dimensions it switches on are sampled). The parent's
-      training hyperparameters are not inherited.
+    - **architecture** (aging evolution over ``space.subspace(architecture_names)``, as
+      :class:`AgingEvolution`): while the population holds fewer than ``n_initial``
+      successful trials, a random sample of the architecture subspace; then the architecture
+      dimensions of the best of ``sample_size`` random members, changed by one ``mutate`` of
+      that subspace (one architecture dimension changed; dimensions it switches on are
+      sampled). The parent's training hyperparameters are not inherited. Evolution starts
+      before the population is full so that a search of tens of candidates evolves at all;
+      ``n_initial=population_size`` fills it at random first, as in the paper.
     - **training hyperparameters** (Bayesian optimisation over
       ``space.subspace(training_names)``): at random until ``n_initial`` trials were told and
       one succeeded; then the candidate of lowest ``mean - kappa * std`` of a forest fitted on
@@ -48,11 +50,12 @@ class AgEBO(Search):
     space : SearchSpace, dict or None, default=None
         Anything :meth:`SearchSpace.coerce` accepts; None is the default space.
     population_size : int, default=100
-        Members kept by the aging evolution; also the number of successes before it mutates.
+        Members kept by the aging evolution (the aging window).
     sample_size : int, default=10
         Members drawn for each tournament, ``1 <= sample_size <= population_size``.
     n_initial : int, default=10
-        Told trials sampled at random (training part) before the surrogate is used.
+        Told trials sampled at random (training part) before the surrogate is used, and
+        successful trials whose architecture was sampled at random before evolution starts.
     kappa : float, default=1.0
         Weight of the trees' spread in the lower confidence bound (see
         :class:`BayesianOptimization` for the choice of the default).
@@ -109,7 +112,7 @@ class AgEBO(Search):
     def _propose_architecture(self):
         if self._architecture_space is None:
             return {}
-        if len(self._population) < self.population_size:
+        if len(self._population) < min(self.n_initial, self.population_size):
             return self._architecture_space.sample(self._rng)
         parent = _tournament(self._population, self.sample_size, self._rng)
         return self._architecture_space.mutate(

@@ -27,12 +27,18 @@ class AgingEvolution(Search):
     """Regularized evolution: tournament selection, one mutation, the oldest member dies.
 
     The population holds the last ``population_size`` successful trials, in the order they
-    were told. While it is not full, every ask samples the space at random. Once it is full,
-    an ask draws ``sample_size`` members at random (without replacement), takes the one with
-    the lowest objective and returns ``space.mutate`` of its configuration (exactly one active
-    dimension changed). Each told success joins the population and, when it is full, pushes
-    out the oldest member, whatever its score: good configurations must keep being
-    rediscovered, which regularizes against lucky evaluations.
+    were told. Until it holds ``n_initial`` members, every ask samples the space at random.
+    From then on an ask draws ``sample_size`` members at random (without replacement; all of
+    them while there are fewer), takes the one with the lowest objective and returns
+    ``space.mutate`` of its configuration (exactly one active dimension changed). Each told
+    success joins the population and, once it is full, pushes out the oldest member, whatever
+    its score: good configurations must keep being rediscovered, which regularizes against
+    lucky evaluations.
+
+    Evolution starts after ``n_initial`` random members rather than after a full population
+    (Real et al. fill the population first): with the budgets of a search on a laptop, tens
+    to a few hundred candidates, a population of 100 filled at random would leave the search
+    a random search. ``n_initial=population_size`` is the original algorithm.
 
     Failed trials (any status but ``"success"``, or a non-finite objective) are kept in
     :attr:`history` but never join the population. Pending trials change nothing: concurrent
@@ -43,10 +49,13 @@ class AgingEvolution(Search):
     space : SearchSpace, dict or None, default=None
         Anything :meth:`SearchSpace.coerce` accepts; None is the default space.
     population_size : int, default=100
-        Members kept (the aging window); also the number of successes before evolution starts.
+        Members kept (the aging window).
     sample_size : int, default=10
         Members drawn for each tournament, ``1 <= sample_size <= population_size``; larger is
         greedier.
+    n_initial : int, default=10
+        Successful random samples before evolution starts (at most ``population_size`` are
+        needed).
     random_state : None, int, numpy.random.SeedSequence or numpy.random.Generator, default=None
         Seeds the draws.
 
@@ -61,10 +70,12 @@ class AgingEvolution(Search):
     architecture search", AAAI 2019.
     """
 
-    def __init__(self, space=None, *, population_size=100, sample_size=10, random_state=None):
+    def __init__(self, space=None, *, population_size=100, sample_size=10, n_initial=10,
+                 random_state=None):
         super().__init__(space, random_state=random_state)
         self.population_size, self.sample_size = _check_population(population_size,
                                                                    sample_size)
+        self.n_initial = _check_int("n_initial", n_initial, 1, "A typical value is 10.")
         self._population = collections.deque(maxlen=self.population_size)
 
     @property
@@ -73,7 +84,7 @@ class AgingEvolution(Search):
         return [_copy(r) for r in self._population]
 
     def _propose(self):
-        if len(self._population) < self.population_size:
+        if len(self._population) < min(self.n_initial, self.population_size):
             return self.space.sample(self._rng)
         parent = _tournament(self._population, self.sample_size, self._rng)
         return self.space.mutate(parent.config, self._rng)
