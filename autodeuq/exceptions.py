@@ -13,8 +13,10 @@ __all__ = [
     "ConfigError",
     "NotFittedError",
     "PersistenceError",
+    "SchedulerConnectionError",
     "TimeLimitExceeded",
     "TrainingDivergedError",
+    "WorkersLostError",
 ]
 
 
@@ -36,6 +38,14 @@ class PersistenceError(AutoDEUQError, ValueError):
     and the fix."""
 
 
+class SchedulerConnectionError(AutoDEUQError, ConnectionError, ValueError):
+    """No Dask scheduler answered at the ``scheduler`` address or scheduler file.
+
+    Raised before any trial starts. A ``ConnectionError`` (the scheduler may be down), and a
+    ``ValueError`` like every other bad argument of a fit.
+    """
+
+
 class TrainingDivergedError(AutoDEUQError, FloatingPointError):
     """Training produced a non-finite (NaN or infinite) loss.
 
@@ -55,3 +65,11 @@ class TrainingDivergedError(AutoDEUQError, FloatingPointError):
 
 class TimeLimitExceeded(AutoDEUQError, TimeoutError):
     """Training went past its time limit (a search trial's ``trial_timeout``)."""
+
+
+class WorkersLostError(AutoDEUQError, RuntimeError):
+    """Every Dask worker of a search's cluster is gone, and none came back in time.
+
+    The message says how long the cluster had no worker and how to recover: trials finished
+    before are kept in ``checkpoint_dir`` (when set), so fitting again with it resumes.
+    """

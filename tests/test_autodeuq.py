@@ -118,9 +118,11 @@ def test_refit_trains_the_selected_configs_again_on_all_the_data(fitted, regress
 def test_recalibration_scales_the_aleatoric_part_only(fitted, regression_data):
     X, y, X_test, _ = regression_data
     fitted = auto(recalibrate=False).fit(X, y)
-    recalibrated = auto().fit(X, y)
+    recalibrated = auto(recalibrate="fit").fit(X, y)
+    widened = auto().fit(X, y)  # "widen": the fitted factor, but never below 1
     assert fitted.std_scale_ == 1.0
     assert recalibrated.std_scale_ != 1.0
+    assert widened.std_scale_ == max(1.0, recalibrated.std_scale_)
     assert recalibrated.validation_nll_ < fitted.validation_nll_
     before, after = fitted.predict_uncertainty(X_test), recalibrated.predict_uncertainty(X_test)
     np.testing.assert_array_equal(after.mean, before.mean)
@@ -144,7 +146,8 @@ def test_pickle_and_clone(fitted, regression_data):
     ({"max_in_memory": 0}, "max_in_memory"),
     ({"selection": "best"}, "selection|greedy"),
     ({"refit": "yes"}, "refit must be True or False"),
-    ({"recalibrate": 1}, "recalibrate must be True or False"),
+    ({"recalibrate": 1}, "recalibrate must be 'widen', 'fit', True or False"),
+    ({"recalibrate": "narrow"}, "recalibrate must be 'widen', 'fit', True or False"),
 ])
 def test_invalid_parameters(regression_data, params, match):
     X, y, _, _ = regression_data

@@ -107,6 +107,31 @@ def test_failed_refit_keeps_the_searched_network(fitted, regression_data, monkey
     np.testing.assert_array_equal(est.predict(X_test), fitted.predict(X_test))
 
 
+def test_a_refit_far_worse_than_its_search_keeps_the_searched_network(fitted, regression_data,
+                                                                       monkeypatch):
+    """A refit can land in a poor optimum without diverging; it must not replace the
+    searched network."""
+    from autodeuq.estimators import _search_base
+
+    real = _search_base.run_refits
+
+    def stuck(*args, **kwargs):
+        results = real(*args, **kwargs)
+        for result in results:
+            result.objective += 2 * _search_base.REFIT_TOLERANCE
+        return results
+
+    monkeypatch.setattr(_search_base, "run_refits", stuck)
+    X, y, X_test, _ = regression_data
+    with pytest.warns(RuntimeWarning, match="held-out NLL.*searched network is kept"):
+        est = nas(refit=True, rescore_top=0).fit(X, y)
+    np.testing.assert_array_equal(est.predict(X_test), fitted.predict(X_test))
+    # Rescoring (which retrains too) may then pick a winner whose weights were not kept.
+    with pytest.warns(RuntimeWarning, match="held-out NLL.*searched network is kept"):
+        est = nas(refit=True, rescore_top=3).fit(X, y)
+    assert est.predict(X_test).shape == (len(X_test),)
+
+
 @pytest.mark.parametrize("algorithm", ["random", "evolution", "bo", "agebo"])
 def test_every_algorithm_runs_on_the_default_space(regression_data, algorithm):
     X, y, _, _ = regression_data

@@ -3,6 +3,7 @@
 import logging
 import math
 import numbers
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -37,10 +38,12 @@ class AutoDEUQRegressor(SearchRegressorBase):
     Parameters
     ----------
     search_space, algorithm, max_evals, time_budget, n_jobs, backend, scheduler, devices, \
-trial_timeout, validation_fraction, initial_configs, checkpoint_dir, random_state, verbose
+trial_timeout, validation_fraction, initial_configs, checkpoint_dir, random_state, verbose, \
+early_discard, security
         As for :class:`NASRegressor`.
     ensemble_size : int, default=5
-        Most distinct members (K).
+        Most distinct members (K). A search that yields fewer successful candidates gives an
+        ensemble of those, with a ``UserWarning``.
     selection : {"greedy", "topk"} or Selector, default="greedy"
         ``"greedy"``: forward selection with replacement on the mixture's validation NLL
         (weights = counts / total), stopping when the NLL stops improving or K distinct
@@ -59,12 +62,17 @@ trial_timeout, validation_fraction, initial_configs, checkpoint_dir, random_stat
         On the UCI benchmarks this lowers the test NLL clearly: the validation part is a
         fifth of the data. False keeps the searched networks as trained (the AutoDEUQ
         paper's way) and needs no extra training time.
-    recalibrate : bool, default=True
-        Scale every member's std by the factor that minimizes the searched ensemble's NLL on
-        the validation part (see :meth:`DeepEnsembleRegressor.recalibrate`); the means, so the
-        epistemic part, are unchanged. Gaussian networks trained on small data tend to
-        overstate the noise: on UCI concrete and energy (split 0) the factor was 0.87-0.89
-        and it lowered the test NLL by 0.01-0.03, bringing 90% coverage nearer 0.9.
+    recalibrate : {"widen", "fit"} or bool, default="widen"
+        Scale every member's std by one factor fitted on the validation part (the NLL of the
+        searched ensemble there; see :func:`autodeuq.uncertainty.fit_std_scale`); the means,
+        so the epistemic part, are unchanged. ``"widen"`` applies the factor only when it is
+        above 1 (overconfident members); ``"fit"`` (or True) also narrows; False leaves the
+        stds as trained. Narrowing is not the default: the factor is fitted on the points
+        that selected the members, which look better there than they are, and a narrower
+        std costs without bound at a test point far from every mean. Over twelve searches on
+        UCI energy and concrete (50 candidates each, greedy selection, searched members), the
+        summed test NLL was 18.35 without recalibration, 18.77 with ``"fit"`` and 18.00 with
+        ``"widen"``.
 
     Attributes
     ----------
@@ -97,8 +105,9 @@ trial_timeout, validation_fraction, initial_configs, checkpoint_dir, random_stat
     def __init__(self, search_space=None, algorithm="agebo", max_evals=100, time_budget=None,
                  n_jobs=None, backend="dask", scheduler=None, devices=None, trial_timeout=None,
                  validation_fraction=0.2, ensemble_size=5, selection="greedy",
-                 max_in_memory=50, refit=True, recalibrate=True, initial_configs="default",
-                 checkpoint_dir=None, random_state=None, verbose=0):
+                 max_in_memory=50, refit=True, recalibrate="widen", initial_configs="default",
+                 checkpoint_dir=None, random_state=None, verbose=0, early_discard=None,
+                 security=None):
         self.search_space = search_space
         self.algorithm = algorithm
         self.max_evals = max_evals
@@ -118,6 +127,8 @@ trial_timeout, validation_fraction, initial_configs, checkpoint_dir, random_stat
         self.checkpoint_dir = checkpoint_dir
         self.random_state = random_state
         self.verbose = verbose
+        self.early_discard = early_discard
+        self.security = security
 
     def fit(self, X, y):
         """Search, then select the ensemble from the catalogue of candidates.
@@ -134,9 +145,12 @@ trial_timeout, validation_fraction, initial_configs, checkpoint_dir, random_stat
         for name in ("ensemble_size", "max_in_memory"):
             value = getattr(self, name)
             if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be an int >= 1; got {value!r}.")
-        self._check_bools("refit", "recalibrate")
+                raise ValueError(f"{name} must be an int >= 1; got {value!r}. Pass e.g. "
+                                 f"{name}={5 if name == 'ensemble_size' else 50}.")
+        self._check_bools("refit")
+        recalibration = _recalibration(self.recalibrate)
         selector = make_selector(self.selection, self.ensemble_size)
+        self._check_checkpoint_dir()
         directory = None if self.checkpoint_dir is None else Path(self.checkpoint_dir) / "weights"
         catalogue = Catalogue(max_in_memory=self.max_in_memory, directory=directory)
 
@@ -148,7 +162,8 @@ trial_timeout, validation_fraction, initial_configs, checkpoint_dir, random_stat
             # The searched members' mixture on the validation part: what selection scored.
             mixture = NormalMixture(catalogue.valid_means()[indices],
                                     np.sqrt(catalogue.valid_vars()[indices]), weights)
-            std_scale = fit_std_scale(y_valid, mixture) if self.recalibrate else 1.0
+            std_scale = (1.0 if recalibration is None else fit_std_scale(
+                y_valid, mixture, widen_only=recalibration == "widen"))
             if not self.refit:
                 members = [self._member(outcome, entry, _weights(catalogue, entry, outcome.data))
                            for entry in selected]
@@ -196,7 +211,26 @@ trial_timeout, validation_fraction, initial_configs, checkpoint_dir, random_stat
         self.search_results_ = table
         self.n_candidates_ = len(catalogue)
         self.search_time_ = outcome.wall_time
+        if self.n_candidates_ < self.ensemble_size:  # documented: ensemble_size is a maximum
+            warnings.warn(
+                f"ensemble_size={self.ensemble_size} but the search produced "
+                f"{self.n_candidates_} successful candidate(s), so the ensemble has at most "
+                f"{self.n_candidates_} distinct configuration(s)"
+                f"{' (refit trains ensemble_size networks of them)' if self.refit else ''}. "
+                "Raise max_evals or time_budget, or lower ensemble_size.",
+                UserWarning, stacklevel=2)
         return self
+
+
+def _recalibration(value):
+    """``recalibrate`` as "widen", "fit" or None (off); True is "fit"."""
+    if isinstance(value, bool | np.bool_):
+        return "fit" if value else None
+    if isinstance(value, str) and value in ("widen", "fit"):
+        return value
+    raise ValueError(f"recalibrate must be 'widen', 'fit', True or False; got {value!r}. Use "
+                     "'widen' (the default) to correct overconfidence only, or False to keep "
+                     "the stds as trained.")
 
 
 def _allocate(weights, n):

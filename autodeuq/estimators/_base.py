@@ -3,8 +3,10 @@
 import numbers
 
 import numpy as np
+import scipy.sparse
 from sklearn.exceptions import NotFittedError as SklearnNotFittedError
 from sklearn.utils.validation import check_is_fitted as _sk_check_is_fitted
+from sklearn.utils.validation import validate_data as _sk_validate_data
 
 from ..exceptions import NotFittedError
 
@@ -15,7 +17,21 @@ __all__ = [
     "holdout_split",
     "seed_sequence",
     "target_scaling",
+    "validate_data",
 ]
+
+# How to fix the input, added to scikit-learn's messages that say only what is wrong.
+_DATA_FIXES = (
+    ("Input y contains", "Drop the rows whose target is missing or infinite, e.g. "
+                         "keep = np.isfinite(y); fit(X[keep], y[keep])."),
+    ("Input X contains infinity", "Replace the infinite values (clip them, or set them to NaN "
+                                  "and impute them, e.g. with sklearn.impute.SimpleImputer)."),
+    ("Found array with dim", "Pass X as a 2-D array of shape (n_samples, n_features), e.g. "
+                             "X.reshape(len(X), -1)."),
+    ("sample(s) (shape=", "Pass at least one row."),
+    ("feature(s) (shape=", "Pass at least one feature column."),
+    ("inconsistent numbers of samples", "Pass X and y with one target value per row of X."),
+)
 
 
 def seed_sequence(random_state):
@@ -25,6 +41,9 @@ def seed_sequence(random_state):
     :class:`numpy.random.RandomState` or :class:`numpy.random.Generator` is drawn from once (as
     scikit-learn estimators do), so it advances.
     """
+    if isinstance(random_state, numbers.Integral) and random_state < 0:
+        raise ValueError(f"random_state must be None, an int >= 0, a numpy RandomState or "
+                         f"Generator; got {random_state!r}. Pass a non-negative int, e.g. 0.")
     if random_state is None or isinstance(random_state, numbers.Integral):
         return np.random.SeedSequence(random_state)
     if isinstance(random_state, np.random.SeedSequence):
@@ -59,7 +78,7 @@ def check_fitted(estimator, attribute):
     except SklearnNotFittedError:
         raise NotFittedError(
             f"This {type(estimator).__name__} is not fitted yet. Call fit(X, y) before "
-            "predicting."
+            "predicting or saving."
         ) from None
 
 
@@ -77,6 +96,64 @@ def check_target(y):
             f"y must be one target, of shape (n_samples,); got shape {shape}. Fit one "
             "estimator per target, e.g. with sklearn.multioutput.MultiOutputRegressor."
         )
+
+
+def _check_numeric(name, values):
+    """Refuse values that are not numbers (text, categories) in ``X`` or ``y``, and a boolean
+    ``y``, with a message saying how to encode them; scikit-learn's says only that a string
+    could not be converted."""
+    if values is None and name == "X":
+        raise ValueError("X must be an array-like of shape (n_samples, n_features); got None. "
+                         "Pass the data as a numpy array or a pandas DataFrame.")
+    if values is None or scipy.sparse.issparse(values):
+        return  # validate_data's own message is clear
+    if hasattr(values, "columns") and hasattr(values, "dtypes"):  # a DataFrame
+        kinds = {getattr(dtype, "kind", "O") for dtype in values.dtypes}
+    else:
+        dtype = getattr(values, "dtype", None)
+        if dtype is None:
+            try:
+                dtype = np.asarray(values).dtype
+            except (TypeError, ValueError):
+                return  # ragged: validate_data says so
+        kinds = {getattr(dtype, "kind", "O")}
+    if kinds & set("OUSVMm"):
+        try:
+            np.asarray(values, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            fix = ("Encode text and categorical columns as numbers first, e.g. with "
+                   "sklearn.preprocessing.OneHotEncoder in a Pipeline." if name == "X" else
+                   "A regressor needs a real-valued target: convert it to numbers, or use a "
+                   "classifier for categories.")
+            # A TypeError (an object that is no number) stays one, as numpy raised it.
+            raise type(exc)(f"{name} must hold numbers only; got a value that is not one "
+                            f"({exc}). {fix}") from None
+    if name == "y" and kinds == {"b"}:
+        raise ValueError("y must be a real-valued target; got booleans (dtype bool), a "
+                         "classification target. Use a classifier, or pass y.astype(float) to "
+                         "model the 0/1 values as numbers.")
+
+
+def validate_data(estimator, X="no_validation", y="no_validation", **kwargs):
+    """:func:`sklearn.utils.validation.validate_data`, with messages that say the fix.
+
+    The same arguments and result. Before it, text or categories in ``X`` or ``y`` and a
+    boolean ``y`` are refused with a message naming the argument and the fix; scikit-learn's
+    own ``ValueError`` messages that say only what is wrong (infinite values, dimensions,
+    empty input, mismatched lengths) get a sentence on how to fix the input.
+    """
+    if not kwargs.get("skip_check_array", False):
+        for name, values in (("X", X), ("y", y)):
+            if not (isinstance(values, str) and values == "no_validation"):
+                _check_numeric(name, values)
+    try:
+        return _sk_validate_data(estimator, X, y, **kwargs)
+    except ValueError as exc:
+        fix = next((fix for pattern, fix in _DATA_FIXES if pattern in str(exc)), None)
+        if fix is None or type(exc) is not ValueError:
+            raise
+        message = str(exc).rstrip()
+        raise ValueError(f"{message}{'' if message.endswith('.') else '.'} {fix}") from None
 
 
 class UncertaintyRegressorMixin:

@@ -7,7 +7,6 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.preprocessing import StandardScaler
-from sklearn.utils.validation import validate_data
 
 from ..nn import GaussianMLP, layers_from_params, normalize_config, resolve_device, train_network
 from ..uncertainty import NormalMixture
@@ -18,6 +17,7 @@ from ._base import (
     holdout_split,
     seed_sequence,
     target_scaling,
+    validate_data,
 )
 
 __all__ = ["GaussianMLPRegressor"]
@@ -135,7 +135,8 @@ class GaussianMLPRegressor(UncertaintyRegressorMixin, RegressorMixin, BaseEstima
         """
         if not isinstance(self.early_stopping, (bool, np.bool_)):
             raise ValueError(f"early_stopping must be True or False; got "
-                             f"{self.early_stopping!r}.")
+                             f"{self.early_stopping!r}. Pass early_stopping=False to train "
+                             "max_epochs epochs.")
         return normalize_config({
             "layers": layers_from_params(self.hidden_layer_sizes, self.activation,
                                          self.dropout, self.skip_connections),
@@ -193,6 +194,9 @@ class GaussianMLPRegressor(UncertaintyRegressorMixin, RegressorMixin, BaseEstima
                 or not 0.0 <= fraction < 1.0):
             raise ValueError(f"validation_fraction must be a float in [0, 1); got {fraction!r}. "
                              "Use 0.1 to hold out 10% of the data, or 0 for none.")
+        if not isinstance(self.verbose, numbers.Integral) or self.verbose < 0:
+            raise ValueError(f"verbose must be an int >= 0; got {self.verbose!r}. Use 0 "
+                             "(silent) or 1 (the epoch table).")
         config = self.get_config()
         return config, resolve_device(self.device)
 

@@ -6,6 +6,7 @@ import numbers
 import numpy as np
 from sklearn.pipeline import Pipeline
 
+from ..evaluation import train_candidate
 from ..evaluation._train import network_config
 from ._search_base import SearchRegressorBase
 
@@ -65,7 +66,9 @@ class NASRegressor(SearchRegressorBase):
         guess); a list gives flat configurations of the space; None starts from scratch.
     checkpoint_dir : str, path or None, default=None
         Journal every finished trial there (a JSON line and its weights); fitting again with
-        the same directory and data resumes without repeating finished trials.
+        the same directory and data resumes without repeating finished trials. One fit uses a
+        directory at a time (an OS lock on its ``lock`` file): another fit given it meanwhile
+        is refused at once with a ``ValueError``.
     random_state : int, RandomState, Generator or None, default=None
     verbose : int, default=0
         Progress of the search. 0: silent. 1: a progress bar on stderr when it is a terminal
@@ -74,6 +77,25 @@ class NASRegressor(SearchRegressorBase):
         link, and a summary at the end. 2: also one line per trial. The lines go through
         :mod:`logging` (logger ``autodeuq.evaluation._progress``, INFO level); with no logging
         configured they are written to stderr.
+    early_discard : None, "successive_halving", "one_epoch" or EarlyDiscard, default=None
+        Stop training poor candidates early. ``"successive_halving"``: asynchronous
+        successive halving over epochs (rungs at epochs 1, 3, 9, ...; a candidate goes on past
+        a rung only if its best validation NLL so far is in the best third of those recorded
+        there). ``"one_epoch"``: the one-epoch pre-filter of Egele et al. (2023): a candidate
+        trains on after its first epoch only if its validation NLL then is in the best fifth
+        seen so far. :class:`autodeuq.evaluation.SuccessiveHalving` and
+        :class:`autodeuq.evaluation.OneEpoch` set the rungs and fractions. A discarded
+        candidate is recorded with status ``"discarded"`` and its partial validation NLL, and
+        is never kept; the search algorithm is told that partial NLL. None trains every
+        candidate to the end.
+    security : distributed.security.Security or None, default=None
+        TLS settings for the Dask connections: with ``scheduler`` an address or a scheduler
+        file, the client connects with them (``Security(tls_ca_file=..., tls_client_cert=...,
+        tls_client_key=..., require_encryption=True)``); with the embedded cluster, its
+        scheduler and workers use them too (``Security.temporary()`` makes throw-away
+        credentials, so no other user of the machine can connect to it). Ignored with a
+        ``Client``, which has its own. Not written by :meth:`save` (it may hold keys); a
+        pickle of the estimator holds it. See docs/security.md.
 
     Attributes
     ----------
@@ -90,7 +112,9 @@ class NASRegressor(SearchRegressorBase):
         One row per trial: ``job_id``, ``p:``-prefixed configuration columns, ``objective``
         (minus validation NLL), ``valid_nll``, ``status``, ``start_time``, ``end_time``
         (seconds since the first trial started), ``duration``, ``worker``, ``n_epochs``,
-        ``best_epoch``, ``attempts``, ``error``.
+        ``best_epoch``, ``discarded`` (stopped early, see ``early_discard``; its
+        ``valid_nll`` is then the partial one), ``rung`` (rungs of early discarding it
+        reached), ``attempts``, ``error``.
     search_time_ : float
         Wall time of the search, in seconds.
     refit_time_ : float
@@ -105,7 +129,8 @@ class NASRegressor(SearchRegressorBase):
     def __init__(self, search_space=None, algorithm="agebo", max_evals=50, time_budget=None,
                  n_jobs=None, backend="dask", scheduler=None, devices=None, trial_timeout=None,
                  validation_fraction=0.2, refit=True, rescore_top=3, initial_configs="default",
-                 checkpoint_dir=None, random_state=None, verbose=0):
+                 checkpoint_dir=None, random_state=None, verbose=0, early_discard=None,
+                 security=None):
         self.search_space = search_space
         self.algorithm = algorithm
         self.max_evals = max_evals
@@ -122,6 +147,8 @@ class NASRegressor(SearchRegressorBase):
         self.checkpoint_dir = checkpoint_dir
         self.random_state = random_state
         self.verbose = verbose
+        self.early_discard = early_discard
+        self.security = security
 
     def fit(self, X, y):
         """Search, then keep the best candidate.
@@ -161,7 +188,11 @@ class NASRegressor(SearchRegressorBase):
             if self.refit:
                 [model] = self._refit_members(outcome, evaluator, [winner])
             if model is None:
-                model = self._member(outcome, winner, winner.state)
+                state = winner.state
+                if state is None:  # a rescored winner other than the best: weights dropped
+                    state = train_candidate(winner.config, outcome.data, winner.seed,
+                                            trial_id=winner.trial_id).state
+                model = self._member(outcome, winner, state)
             return outcome, winner, model
 
         outcome, winner, model = self._search(X, y, keep_best, finish)

@@ -1,23 +1,32 @@
 """What the searching estimators share: parameters, checks, and one search run on Dask."""
 
+import contextlib
 import math
 import numbers
 import os
 import time
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.preprocessing import StandardScaler
-from sklearn.utils.validation import validate_data
 
-from ..evaluation import Journal, SerialEvaluator, fingerprint, run_refits, run_search
+from ..evaluation import (
+    Journal,
+    SerialEvaluator,
+    checkpoint_lock,
+    fingerprint,
+    run_refits,
+    run_search,
+)
+from ..evaluation._discard import RungTable, make_early_discard, search_outcome
 from ..evaluation._progress import SearchProgress
 from ..evaluation._train import network_config
-from ..exceptions import AutoDEUQError
+from ..exceptions import AutoDEUQError, WorkersLostError
 from ..search import make_search
-from ..space import SearchSpace, to_flat_config
+from ..space import check_space, to_flat_config
 from ._base import (
     UncertaintyRegressorMixin,
     check_fitted,
@@ -25,6 +34,7 @@ from ._base import (
     holdout_split,
     seed_sequence,
     target_scaling,
+    validate_data,
 )
 from ._gaussian_mlp import GaussianMLPRegressor
 
@@ -34,9 +44,12 @@ BACKENDS = ("dask", "serial")
 
 #: Part of all the data a refit member holds out for early stopping (as GaussianMLPRegressor).
 REFIT_HOLDOUT = 0.1
-#: A refit trains at most this many times the epochs its searched network needed (on about
-#: an eighth more data per epoch), so a refit never costs much more than the search's trial.
-REFIT_EPOCHS = 1.25
+#: A refit whose held-out NLL is more than this (nats per point) above its searched network's
+#: validation NLL is a failed refit: the searched network is kept.
+REFIT_TOLERANCE = 1.0
+#: Part of the training rows (those not held out for validation) that search candidates
+#: early-stop on, so that the validation part only ranks them (see ``train_candidate``).
+STOP_FRACTION = 0.1
 
 
 class SearchFailedError(AutoDEUQError, RuntimeError):
@@ -94,25 +107,81 @@ class SearchRegressorBase(UncertaintyRegressorMixin, RegressorMixin, BaseEstimat
             raise ValueError("backend='serial' runs in this process, so scheduler and devices "
                              f"must be None; got scheduler={self.scheduler!r}, devices="
                              f"{self.devices!r}. Use backend='dask'.")
+        self._check_scheduler()
         self._check_devices()
         _positive_real("trial_timeout", self.trial_timeout, "Use None for no limit.")
+        if not isinstance(self.verbose, numbers.Integral) or self.verbose < 0:
+            raise ValueError(f"verbose must be an int >= 0; got {self.verbose!r}. Use 0 (silent), "
+                             "1 (a progress bar, or log lines in a batch job) or 2 (also a line "
+                             "per trial).")
         fraction = self.validation_fraction
         if (not isinstance(fraction, numbers.Real) or isinstance(fraction, bool)
                 or not 0.0 < fraction < 1.0):
             raise ValueError(f"validation_fraction must be in (0, 1): candidates are ranked on "
                              f"held-out data; got {fraction!r}. A typical value is 0.2.")
-        if self.checkpoint_dir is not None and not isinstance(self.checkpoint_dir,
-                                                              (str, os.PathLike)):
-            raise ValueError(f"checkpoint_dir must be a path or None; got "
-                             f"{self.checkpoint_dir!r}.")
-        space = SearchSpace.coerce(self.search_space)
-        return space
+        self._check_checkpoint_dir()
+        # Every value the space allows must make a network: refused now, not trial by trial.
+        return check_space(self.search_space)
+
+    def _check_checkpoint_dir(self):
+        directory = self.checkpoint_dir
+        if directory is None:
+            return
+        if not isinstance(directory, (str, os.PathLike)):
+            raise ValueError(f"checkpoint_dir must be a path or None; got {directory!r}. Pass "
+                             "a directory path, e.g. 'search-checkpoints'.")
+        if os.path.exists(directory) and not os.path.isdir(directory):
+            raise ValueError(f"checkpoint_dir must be a directory (created when missing) or "
+                             f"None; got {str(directory)!r}, which is a file. Pass the path "
+                             "of a directory.")
+
+    def _check_scheduler(self):
+        """Refuse a ``scheduler`` that cannot name a cluster, before connecting to it."""
+        scheduler = self.scheduler
+        if scheduler is None:
+            return
+        from distributed import Client
+        from distributed.comm import parse_address
+        from distributed.comm.addressing import parse_host_port
+
+        if isinstance(scheduler, Client):
+            return
+        if not isinstance(scheduler, (str, os.PathLike)):
+            raise TypeError(f"scheduler must be None, a distributed.Client, a scheduler address "
+                            f"or a scheduler file's path; got {scheduler!r}. Pass e.g. "
+                            "'tcp://10.0.0.5:8786', or None for an embedded cluster.")
+        if os.path.isfile(scheduler):
+            return
+        try:
+            protocol, location = parse_address(str(scheduler))
+            if protocol != "inproc":
+                parse_host_port(location)
+        except ValueError as exc:
+            raise ValueError(f"scheduler must be an existing scheduler file or a Dask scheduler "
+                             f"address with its port; got {str(scheduler)!r} ({exc}). Pass e.g. "
+                             "'tcp://10.0.0.5:8786', the file written by `dask scheduler "
+                             "--scheduler-file`, or None for an embedded cluster.") from None
+
+    def _check_security(self):
+        if self.security is None:
+            return
+        from distributed.security import Security
+
+        if not isinstance(self.security, Security):
+            raise TypeError(f"security must be a distributed.security.Security or None; got "
+                            f"{self.security!r}. Build one with Security(tls_ca_file=..., "
+                            "tls_client_cert=..., tls_client_key=..., require_encryption=True), "
+                            "or use Security.temporary() for an embedded cluster.")
+        if self.backend == "serial":
+            raise ValueError(f"backend='serial' runs in this process, so security must be None; "
+                             f"got security={self.security!r}. Use backend='dask'.")
 
     def _check_bools(self, *names):
         for name in names:
             value = getattr(self, name)
-            if not isinstance(value, bool):
-                raise ValueError(f"{name} must be True or False; got {value!r}.")
+            if not isinstance(value, (bool, np.bool_)):
+                raise ValueError(f"{name} must be True or False; got {value!r}. Pass "
+                                 f"{name}=True or {name}=False.")
 
     def _initial_configs(self, space, seed):
         """The configurations the search starts from (validated in the space)."""
@@ -127,9 +196,15 @@ class SearchRegressorBase(UncertaintyRegressorMixin, RegressorMixin, BaseEstimat
         if isinstance(self.initial_configs, (str, dict)) or not hasattr(self.initial_configs,
                                                                           "__iter__"):
             raise ValueError(f"initial_configs must be None, 'default' or a list of "
-                             f"configurations; got {self.initial_configs!r}.")
-        configs = [dict(c) for c in self.initial_configs]
+                             f"configurations; got {self.initial_configs!r}. Pass e.g. "
+                             "[est.best_params_] or 'default'.")
+        configs = list(self.initial_configs)
         for i, config in enumerate(configs):
+            if not isinstance(config, Mapping):
+                raise ValueError(f"initial_configs[{i}] must be a dict (a flat configuration of "
+                                 f"the search space); got {config!r}. Pass e.g. "
+                                 "[{'num_layers': 1, 'units_1': 64, ...}].")
+            configs[i] = config = dict(config)
             try:
                 space.validate(config)
             except ValueError as exc:
@@ -148,16 +223,30 @@ class SearchRegressorBase(UncertaintyRegressorMixin, RegressorMixin, BaseEstimat
         if not devices:
             raise ValueError("devices must hold at least one GPU; got []. Use devices=None to "
                              "detect them or 'cpu' to use none.")
+        indices = []
+        for i, device in enumerate(devices):
+            digits = device.removeprefix("cuda:") if isinstance(device, str) else None
+            if isinstance(device, numbers.Integral) and not isinstance(device, bool) \
+                    and device >= 0:
+                indices.append(int(device))
+            elif digits is not None and digits.isascii() and digits.isdigit():
+                indices.append(int(digits))
+            elif not (isinstance(device, str) and device.startswith(("GPU-", "MIG-"))):
+                raise ValueError(f"devices[{i}] must be a GPU index >= 0, 'cuda:N' or a GPU or "
+                                 f"MIG UUID ('GPU-...', 'MIG-...' as nvidia-smi -L lists them); "
+                                 f"got {device!r}. Pass e.g. devices=[0, 1] or ['cuda:0'].")
         if self.scheduler is None:
             import torch
 
             count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-            for device in devices:
-                index = str(device).removeprefix("cuda:")
-                if index.isdigit() and int(index) >= count:
+            for index in indices:
+                if index >= count:
                     raise ValueError(f"devices={self.devices!r} names GPU {index}, but this "
                                      f"machine has {count} CUDA device(s). Use devices=None or "
                                      "'cpu', or indices below the count.")
+            if count == 0:
+                raise ValueError(f"devices={self.devices!r} names GPUs, but this machine has no "
+                                 "CUDA device. Use devices=None or 'cpu'.")
 
     # -- the search --------------------------------------------------------------------------
 
@@ -168,7 +257,7 @@ class SearchRegressorBase(UncertaintyRegressorMixin, RegressorMixin, BaseEstimat
 
         return DaskEvaluator(n_workers=None if self.n_jobs in (None, -1) else self.n_jobs,
                              scheduler=self.scheduler, devices=self.devices,
-                             trial_timeout=self.trial_timeout)
+                             trial_timeout=self.trial_timeout, security=self.security)
 
     def _search(self, X, y, on_result, finish):
         """Validate, scale, split, then run the search; ``on_result`` sees every trial.
@@ -177,6 +266,8 @@ class SearchRegressorBase(UncertaintyRegressorMixin, RegressorMixin, BaseEstimat
         (to refit members on them) and its value is returned.
         """
         space = self._check_search_params()
+        self._check_security()
+        discard = make_early_discard(self.early_discard)
         check_target(y)
         X, y = validate_data(self, X, y, y_numeric=True, dtype=np.float64)
         n = len(X)
@@ -194,43 +285,78 @@ class SearchRegressorBase(UncertaintyRegressorMixin, RegressorMixin, BaseEstimat
         ys = ((y - y_mean) / y_scale).astype(np.float32)
         data = {"X_train": Xs[train], "y_train": ys[train], "X_valid": Xs[valid],
                 "y_valid": ys[valid]}
+        # Candidates early-stop on a tenth of their training rows, not on the validation
+        # part: a score read at the epoch chosen on the same points is optimistic, the more
+        # so the noisier the candidate's curve, and selection would favour luck. (Too few
+        # rows to spare: they early-stop on the validation part.)
+        n_stop = math.ceil(STOP_FRACTION * len(train))
+        if len(train) - n_stop >= 2:
+            fit, stop = holdout_split(len(train), n_stop, split_seq.spawn(1)[0])
+            data.update(X_train=Xs[train[fit]], y_train=ys[train[fit]],
+                        X_stop=Xs[train[stop]], y_stop=ys[train[stop]])
         search = make_search(self.algorithm, space, int(search_seq.generate_state(1)[0]))
         if self.initial_configs is not None:
             for config in self._initial_configs(space, search_seq):
                 search.enqueue(config)
 
-        journal, done = None, []
+        journal, done, finished = None, [], []
+        rung_table = None if discard is None else RungTable(discard)
+        with contextlib.ExitStack() as held:
+            if self.checkpoint_dir is not None:
+                settings = {"space": space.to_dict(), "algorithm": repr(self.algorithm),
+                            "seed": [int(s) for s in trial_seq.generate_state(4)],
+                            "scaling": [x_scaler.mean_.tolist(), x_scaler.scale_.tolist(),
+                                        y_mean, y_scale]}
+                if discard is not None:  # its rung values are only comparable under one policy
+                    settings["early_discard"] = discard.to_dict()
+                # One fit per directory at a time, until this fit ends: a second one is refused
+                # at once rather than interleaving its trials into this journal.
+                held.enter_context(checkpoint_lock(self.checkpoint_dir))
+                journal = Journal(self.checkpoint_dir, fingerprint(data, settings))
+                done = journal.load(with_arrays=False)
+                for result in done:  # arrays one trial at a time: on_result may drop them
+                    search.add(result.trial_id, result.config, *search_outcome(result))
+                    if rung_table is not None:
+                        rung_table.record(result)
+                    on_result(journal.read_arrays(result))
+
+            def record(result):
+                if journal is not None:
+                    journal.append(result)
+                finished.append(result.trial_id)
+                on_result(result)
+
+            # Checks verbose before a cluster starts; run_search starts and closes it.
+            progress = SearchProgress(self.verbose, offset=math.log(y_scale), previous=done)
+            start = time.monotonic()
+            with self._make_evaluator() as evaluator:
+                try:
+                    evaluator.start(data)
+                    results = run_search(search, evaluator, trial_seq, max_evals=self.max_evals,
+                                         time_budget=self.time_budget, on_result=record,
+                                         n_done=len(done), progress=progress,
+                                         rung_table=rung_table)
+                except WorkersLostError as exc:  # say what is kept and how to go on
+                    exc.args = (f"{exc} {self._resume_hint(len(done) + len(finished))}",)
+                    raise
+                outcome = SearchOutcome(results=done + results, x_scaler=x_scaler,
+                                        y_mean=y_mean, y_scale=y_scale, data=data,
+                                        n_features=X.shape[1],
+                                        wall_time=time.monotonic() - start,
+                                        refit_seeds=refit_seq)
+                self._check_some_succeeded(outcome)
+                self.refit_time_ = 0.0  # _refit_members sets it when there is a refit
+                return finish(outcome, evaluator)
+
+    def _resume_hint(self, n_finished):
+        """How to recover from a search cut short, with or without ``checkpoint_dir``."""
         if self.checkpoint_dir is not None:
-            settings = {"space": space.to_dict(), "algorithm": repr(self.algorithm),
-                        "seed": [int(s) for s in trial_seq.generate_state(4)],
-                        "scaling": [x_scaler.mean_.tolist(), x_scaler.scale_.tolist(), y_mean,
-                                    y_scale]}
-            journal = Journal(self.checkpoint_dir, fingerprint(data, settings))
-            done = journal.load(with_arrays=False)
-            for result in done:  # arrays one trial at a time: on_result may drop them
-                search.add(result.trial_id, result.config,
-                           result.objective if result.ok else None, result.status)
-                on_result(journal.read_arrays(result))
-
-        def record(result):
-            if journal is not None:
-                journal.append(result)
-            on_result(result)
-
-        # Checks verbose before a cluster starts; run_search starts and closes it.
-        progress = SearchProgress(self.verbose, offset=math.log(y_scale), previous=done)
-        start = time.monotonic()
-        with self._make_evaluator() as evaluator:
-            evaluator.start(data)
-            results = run_search(search, evaluator, trial_seq, max_evals=self.max_evals,
-                                 time_budget=self.time_budget, on_result=record,
-                                 n_done=len(done), progress=progress)
-            outcome = SearchOutcome(results=done + results, x_scaler=x_scaler, y_mean=y_mean,
-                                    y_scale=y_scale, data=data, n_features=X.shape[1],
-                                    wall_time=time.monotonic() - start, refit_seeds=refit_seq)
-            self._check_some_succeeded(outcome)
-            self.refit_time_ = 0.0  # _refit_members sets it when there is a refit
-            return finish(outcome, evaluator)
+            return (f"The {n_finished} trial(s) finished so far are kept in checkpoint_dir="
+                    f"{str(self.checkpoint_dir)!r}: fit again with the same checkpoint_dir and "
+                    "data to resume without repeating them.")
+        return (f"The {n_finished} trial(s) finished so far are lost with this fit: set "
+                "checkpoint_dir to keep finished trials on disk and resume after such a "
+                "failure.")
 
     @staticmethod
     def _results_frame(outcome):
@@ -254,6 +380,8 @@ class SearchRegressorBase(UncertaintyRegressorMixin, RegressorMixin, BaseEstimat
                 "worker": r.worker,
                 "n_epochs": r.n_epochs,
                 "best_epoch": r.best_epoch,
+                "discarded": r.status == "discarded",
+                "rung": len(r.rung_nlls),
                 "attempts": r.attempts,
                 "error": r.error,
             })
@@ -275,22 +403,18 @@ class SearchRegressorBase(UncertaintyRegressorMixin, RegressorMixin, BaseEstimat
     @staticmethod
     def _retrain(outcome, evaluator, trials, holdout):
         """Train each trial's configuration again on all the data split anew (``holdout`` of
-        it to early-stop on), from fresh seeds, for at most ``REFIT_EPOCHS`` times the epochs
-        it needed; the results, in order."""
+        it to early-stop on), from fresh seeds; the results, in order."""
         seeds = [int(s.generate_state(1)[0]) for s in outcome.refit_seeds.spawn(len(trials))]
-        configs = [{**t.config, "max_epochs": max(1, math.ceil(REFIT_EPOCHS * t.best_epoch))}
-                   for t in trials]
-        return run_refits(evaluator, configs, seeds, holdout)
+        return run_refits(evaluator, [t.config for t in trials], seeds, holdout)
 
     def _refit_members(self, outcome, evaluator, trials):
         """Each trial's configuration trained again on all the data, as fitted members.
 
         They train in parallel on the search's workers, each early-stopping on its own
         random tenth of the data (like the members of :class:`DeepEnsembleRegressor`), so the
-        part held out to rank candidates is not lost to the final model; each for at most
-        ``REFIT_EPOCHS`` times the epochs its searched network needed to reach its best. A
-        refit that fails (a new seed can diverge) keeps the searched network instead, with a
-        warning.
+        part held out to rank candidates is not lost to the final model. A refit that fails
+        (a new seed can diverge, or land far worse: ``REFIT_TOLERANCE``) keeps the searched
+        network instead, with a warning.
 
         Returns
         -------
@@ -302,6 +426,13 @@ class SearchRegressorBase(UncertaintyRegressorMixin, RegressorMixin, BaseEstimat
         self.refit_time_ = time.monotonic() - start
         members = []
         for trial, refit in zip(trials, refits, strict=True):
+            if refit.ok and refit.objective > trial.objective + REFIT_TOLERANCE:
+                # A new seed can also land in a poor optimum without diverging (a network
+                # stuck near the mean): far worse on its held-out tenth than the searched
+                # network was on the validation part, it would spoil the mixture.
+                refit.status, refit.error = "failed", (
+                    f"held-out NLL {refit.objective:.3f} against the searched network's "
+                    f"{trial.objective:.3f} (standardized units)")
             if refit.ok:  # described by the searched configuration
                 refit.config = trial.config
                 members.append(self._member(outcome, refit, refit.state))

@@ -5,7 +5,17 @@
 """
 
 from ._base import Evaluator
-from ._journal import Journal, fingerprint
+from ._discard import (
+    EARLY_DISCARD,
+    EarlyDiscard,
+    OneEpoch,
+    RungTable,
+    SuccessiveHalving,
+    make_early_discard,
+    rung_threshold,
+    search_outcome,
+)
+from ._journal import Journal, checkpoint_lock, fingerprint
 from ._loop import run_refits, run_search, trial_seed
 from ._progress import SearchProgress
 from ._result import STATUSES, TrialResult
@@ -13,17 +23,26 @@ from ._serial import SerialEvaluator
 from ._train import train_candidate
 
 __all__ = [
+    "EARLY_DISCARD",
     "STATUSES",
     "DaskEvaluator",
+    "EarlyDiscard",
     "Evaluator",
     "Journal",
+    "OneEpoch",
+    "RungTable",
     "SearchProgress",
     "SerialEvaluator",
+    "SuccessiveHalving",
     "TorchThreads",
     "TrialResult",
+    "checkpoint_lock",
     "fingerprint",
+    "make_early_discard",
     "run_refits",
     "run_search",
+    "rung_threshold",
+    "search_outcome",
     "train_candidate",
     "trial_seed",
 ]

@@ -26,13 +26,14 @@ class Evaluator(abc.ABC):
         return self
 
     @abc.abstractmethod
-    def submit(self, trial_id, config, seed, deadline=None, holdout=None):
+    def submit(self, trial_id, config, seed, deadline=None, holdout=None, rungs=None):
         """Start training ``config`` as trial ``trial_id`` (an evaluator may send what was
         submitted at its next :meth:`collect`, so submit a batch, then collect).
 
         ``deadline`` (Unix time) ends its training normally, keeping the best weights so far:
-        the end of the search's time budget. ``holdout`` makes it a refit on all the data
-        (see :func:`train_candidate`).
+        the end of the search's time budget. ``holdout`` makes it a refit on all the data,
+        ``rungs`` (a hashable tuple of ``(epoch, threshold)`` pairs) discards it early if it
+        is poor (see :func:`train_candidate`); neither is passed to the task when None.
         """
 
     @abc.abstractmethod

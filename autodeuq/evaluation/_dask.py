@@ -13,12 +13,14 @@ import logging
 import math
 import os
 import statistics
+import threading
 import time
 import uuid
 from collections import deque
 
 from distributed.diagnostics.plugin import WorkerPlugin
 
+from ..exceptions import SchedulerConnectionError
 from ._base import Evaluator
 from ._result import TrialResult
 from ._train import train_candidate
@@ -26,6 +28,11 @@ from ._train import train_candidate
 __all__ = ["DaskEvaluator", "TorchThreads", "available_cores"]
 
 logger = logging.getLogger(__name__)
+
+# Embedded clusters start one at a time in a process: two fits in threads (GridSearchCV with a
+# threading backend) starting theirs at once raced in distributed's lazy imports ("module
+# 'distributed.dashboard' has no attribute 'scheduler'"). Each still gets its own ports.
+_START_LOCK = threading.Lock()
 
 # Seconds past a trial's own time limit before the evaluator gives up on it (an epoch in
 # progress finishes before the in-trial limit is checked).
@@ -43,6 +50,19 @@ _BUNDLE_TIME = 0.01
 
 # Finished trials whose median duration sets the queue depth and the bundle size.
 _RECENT = 16
+
+# How long a search waits while its cluster has no worker before it gives up (a nanny brings
+# a killed worker back in seconds): the Dask config key that sets it, and its default.
+NO_WORKERS_CONFIG = "autodeuq.no-workers-timeout"
+_NO_WORKERS_TIMEOUT = "60s"
+
+# The event a worker logs when a trial starts on it, and how many times a trial lost with a
+# worker before it started is sent again without spending one of its attempts.
+_STARTED = "autodeuq-trial-started"
+_MAX_REQUEUE = 5
+
+# How long to try to reach an external scheduler (Dask retries until then) before giving up.
+_CONNECT_TIMEOUT = "20s"
 
 
 def available_cores():
@@ -88,21 +108,56 @@ class TorchThreads(WorkerPlugin):
         _warm_up_torch()
 
 
+class _TrialStarts(WorkerPlugin):
+    """Worker plugin: log an event when a trial's Dask task starts to run on a worker, so a
+    trial queued on a worker that dies is known not to have started (see ``_settle``)."""
+
+    name = "autodeuq-trial-starts"
+    idempotent = True
+
+    def setup(self, worker):
+        self._worker = worker
+
+    def transition(self, key, start, finish, **kwargs):
+        if finish == "executing" and isinstance(key, str) and key.startswith("autodeuq-trial"):
+            self._worker.log_event(_STARTED, {"key": key, "worker": self._worker.address})
+
+
+def _kill_worker_process(dask_worker):
+    """Kill the worker process of a nanny (run there by Client.run): it starts a new one."""
+    import psutil
+
+    psutil.Process(dask_worker.process.process.pid).kill()
+
+
+def _executing(dask_worker):
+    """Keys of the tasks running on a worker (cancelled ones too), run there by Client.run."""
+    return [ts.key for ts in dask_worker.state.executing]
+
+
 def _run_trials(task, data, device, trials):
     """Run very short trials one after another in one Dask task (see ``max_bundle``).
 
-    ``trials`` holds ``(config, seed, time_limit, trial_id, deadline, holdout)`` tuples; each
-    trial's result, or the exception it raised, comes back in their order.
+    ``trials`` holds ``(config, seed, time_limit, trial_id, deadline, holdout, rungs)``
+    tuples; each trial's result, or the exception it raised, comes back in their order.
     """
     outcomes = []
-    for config, seed, time_limit, trial_id, deadline, holdout in trials:
-        kwargs = {} if holdout is None else {"holdout": holdout}
+    for config, seed, time_limit, trial_id, deadline, holdout, rungs in trials:
+        kwargs = {k: v for k, v in (("holdout", holdout), ("rungs", rungs)) if v is not None}
         try:
             outcomes.append(task(config, data, seed, device, time_limit, trial_id, deadline,
                                  **kwargs))
         except Exception as exc:  # reported for this trial alone, as Dask would
             outcomes.append(exc)
     return outcomes
+
+
+def _quietly(close, what):
+    """Call ``close()``; a failure (e.g. Dask's TimeoutError) is logged, not raised."""
+    try:
+        close()
+    except Exception as exc:  # shutting down: nothing left to protect
+        logger.warning("%s failed (%s: %s); going on", what, type(exc).__name__, exc)
 
 
 def _is_worker_loss(exc):
@@ -128,12 +183,21 @@ class DaskEvaluator(Evaluator):
         UUIDs, set as that worker's ``CUDA_VISIBLE_DEVICES``). None uses every visible CUDA
         device when there are any, else the CPU; ``"cpu"`` never uses a GPU.
     trial_timeout : float or None, default=None
-        Seconds of training per trial; past it a trial is recorded as ``"timeout"``.
+        Seconds of training per trial; past it a trial is recorded as ``"timeout"``. A trial
+        that does not end by itself (checked after each epoch) is recorded so and cancelled
+        once it could have run that long, plus 30 s; if it still runs 30 s later (or when the
+        search ends, on a cluster that outlives it), its worker is restarted through its
+        nanny to free it.
     max_retries : int, default=1
         Times a trial whose worker was lost is started again before it is recorded as
-        ``"lost"``.
+        ``"lost"`` (``"failed"`` when its worker's nanny killed it for exceeding its memory
+        limit, with that said in its error).
     security : distributed.security.Security or None, default=None
-        TLS settings for connecting to an external scheduler.
+        TLS settings (``Security(tls_ca_file=..., tls_client_cert=..., tls_client_key=...,
+        require_encryption=True)``) to connect to an external scheduler; with an embedded
+        cluster, its scheduler and workers use them too (``Security.temporary()`` gives
+        throw-away credentials, so no other local user can connect). Ignored when
+        ``scheduler`` is a ``Client`` or an active ``Client`` is used: it has its own.
     task : callable, default=train_candidate
         What runs on a worker, with :func:`train_candidate`'s signature and result (tests and
         benchmarks swap in cheaper ones).
@@ -152,6 +216,12 @@ class DaskEvaluator(Evaluator):
         Most trials run one after another in one Dask task, used only for trials of under
         5 ms (median of the last 16), whose cost would otherwise be mostly Dask's own per
         task; their results come back together when the task ends. 1 never bundles.
+    no_workers_timeout : float, str or None, default=None
+        Seconds (or a Dask time string, ``"10 minutes"``) the search waits while the cluster
+        has no worker before it raises :class:`~autodeuq.exceptions.WorkersLostError`.
+        None reads the Dask config key ``autodeuq.no-workers-timeout`` (default ``"60s"``),
+        so ``dask.config.set({"autodeuq.no-workers-timeout": "1h"})`` sets it for the
+        estimators too; ``math.inf`` waits for ever.
 
     Notes
     -----
@@ -162,7 +232,7 @@ class DaskEvaluator(Evaluator):
 
     def __init__(self, n_workers=None, scheduler=None, devices=None, trial_timeout=None,
                  max_retries=1, security=None, task=train_candidate, prefetch=1,
-                 max_prefetch=4, max_bundle=8):
+                 max_prefetch=4, max_bundle=8, no_workers_timeout=None):
         self.n_workers_param = n_workers
         self.scheduler = scheduler
         self.devices = devices
@@ -173,6 +243,9 @@ class DaskEvaluator(Evaluator):
         self.prefetch = prefetch
         self.max_prefetch = max_prefetch
         self.max_bundle = max_bundle
+        self.no_workers_timeout = no_workers_timeout
+        self._no_workers_since = None  # time.monotonic() since when the cluster had none
+        self._stuck = {}  # key of a cancelled trial -> (its worker, when to check it, Unix)
         self._n_workers = (0, -1.0)  # (count, when read): the scheduler is asked once a second
         self._client = None
         self._cluster = None
@@ -208,25 +281,31 @@ class DaskEvaluator(Evaluator):
         # tasks are in flight than twice the threads, i.e. with a deep queue); the evaluator
         # itself bounds what is in flight (capacity).
         saturation = float(1 + max(self.prefetch, self.max_prefetch))
-        with dask.config.set({"distributed.scheduler.allowed-failures": 0,
+        # Loopback only; TLS too when security is given (the client inherits it).
+        tls = self.security is not None and self.security.require_encryption
+        secure = {} if self.security is None else {
+            "security": self.security, "protocol": "tls://" if tls else "tcp://"}
+        with _START_LOCK, dask.config.set({"distributed.scheduler.allowed-failures": 0,
                               "distributed.scheduler.worker-saturation": saturation}):
             if gpus:
                 workers = {
                     f"gpu-{i}": {"cls": Nanny, "options": {
                         "nthreads": 1, "host": "127.0.0.1", "resources": {"GPU": 1},
-                        "env": {"CUDA_VISIBLE_DEVICES": device}, "dashboard_address": None}}
+                        "env": {"CUDA_VISIBLE_DEVICES": device}, "dashboard_address": None,
+                        **secure}}
                     for i, device in enumerate(gpus)
                 }
                 scheduler = {"cls": Scheduler, "options": {
-                    "host": "127.0.0.1", "dashboard_address": "127.0.0.1:0"}}
+                    "host": "127.0.0.1", "dashboard_address": "127.0.0.1:0", **secure}}
                 cluster = SpecCluster(workers=workers, scheduler=scheduler,
-                                      silence_logs=logging.ERROR)
+                                      silence_logs=logging.ERROR,
+                                      security=secure.get("security"))
                 threads = max(1, available_cores() // len(gpus))
             else:
                 n = self.n_workers_param or available_cores()
                 cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
                                        host="127.0.0.1", dashboard_address="127.0.0.1:0",
-                                       silence_logs=logging.ERROR)
+                                       silence_logs=logging.ERROR, **secure)
                 threads = max(1, available_cores() // n)
         return cluster, threads
 
@@ -236,13 +315,21 @@ class DaskEvaluator(Evaluator):
         target = self.scheduler
         try:
             if os.path.isfile(str(target)):
-                return Client(scheduler_file=str(target), security=self.security, timeout="20s")
-            return Client(target, security=self.security, timeout="20s")
+                return Client(scheduler_file=str(target), security=self.security,
+                              timeout=_CONNECT_TIMEOUT)
+            return Client(target, security=self.security, timeout=_CONNECT_TIMEOUT)
         except (OSError, TimeoutError) as exc:
-            raise ConnectionError(
+            raise SchedulerConnectionError(
                 f"scheduler={target!r}: could not connect to a Dask scheduler ({exc}). Check "
                 "the address or scheduler file and that the scheduler is running, or pass "
                 "scheduler=None to start an embedded cluster."
+            ) from exc
+        except TypeError as exc:  # distributed's word for a tls:// scheduler without TLS
+            raise SchedulerConnectionError(
+                f"scheduler={target!r}: could not connect: the scheduler uses TLS, and "
+                f"security={self.security!r} gives no TLS credentials ({exc}). Pass "
+                "security=Security(tls_ca_file=..., tls_client_cert=..., tls_client_key=..., "
+                "require_encryption=True) with the cluster's certificates."
             ) from exc
 
     def start(self, data):
@@ -261,13 +348,16 @@ class DaskEvaluator(Evaluator):
                 self._client = Client(self._cluster, set_as_default=False)
                 self._owns_client = True
         try:
-            self._client.register_plugin(TorchThreads(threads))
+            self._register(TorchThreads(threads))
+            self._register(_TrialStarts())
             info = self._client.scheduler_info(n_workers=-1)["workers"]
             self._gpu_resource = any("GPU" in w.get("resources", {}) for w in info.values())
-            self._device = "cuda" if self._gpu_resource else "cpu"
+            # devices="cpu" never trains on a GPU, even on workers that advertise one.
+            cpu_only = isinstance(self.devices, str) and self.devices == "cpu"
+            self._device = "cuda" if self._gpu_resource and not cpu_only else "cpu"
             logger.debug("Dask dashboard: %s", self._client.dashboard_link)
             self._raw_data = data
-            self._scatter()
+            self._scatter()  # waits for a worker: a clear error, not a hang, if none comes
             # Results are fetched in the background as each trial ends.
             self._completed = as_completed(loop=self._client.loop, with_results=True,
                                            raise_errors=False)
@@ -276,9 +366,39 @@ class DaskEvaluator(Evaluator):
             raise
         return self
 
+    def _register(self, plugin):
+        # The scheduler keeps the plugin for workers to come even when handing it to those
+        # there fails because one of them just died: then ask again (it is idempotent).
+        for attempt in range(3):
+            try:
+                self._client.register_plugin(plugin)
+                return
+            except OSError:
+                if attempt == 2:
+                    raise
+                time.sleep(0.5)
+
     def _scatter(self):
-        # Once, to every worker; again only if every copy was lost with its workers.
-        [self._data] = self._client.scatter([self._raw_data], broadcast=True, hash=False)
+        # Once, to every worker; again only if every copy was lost with its workers. The
+        # scheduler refuses a scatter while it has no worker: wait for one (see
+        # _check_workers), asking afresh, as workers may go between the question and the
+        # scatter.
+        since = None
+        while True:
+            self._n_workers = (0, -1.0)
+            self._await_workers()
+            try:
+                [self._data] = self._client.scatter([self._raw_data], broadcast=True,
+                                                    hash=False)
+                return
+            except OSError:  # "No valid workers found" (a TimeoutError), or one died meanwhile
+                now, wait = time.monotonic(), self._worker_wait()
+                since = now if since is None else since
+                if now - since >= wait:
+                    if self.n_workers:  # not for want of workers
+                        raise
+                    raise self._gone(now - since, wait) from None
+                time.sleep(0.25)
 
     def close(self):
         futures = list(self._futures)
@@ -286,14 +406,71 @@ class DaskEvaluator(Evaluator):
         self._completed = None
         if self._client is not None and futures:
             self._client.cancel(futures)
+        if self._stuck and self._client is not None and self._cluster is None:
+            # A cluster that outlives the search: free it of cancelled trials still running.
+            self._stuck = {key: (worker, 0.0) for key, (worker, _) in self._stuck.items()}
+            self._free()
+        self._stuck = {}
         if self._data is not None:
             self._data.release()
             self._data = self._raw_data = None
+        # A slow shutdown (a loaded machine: Dask's close times out) must not lose a finished
+        # search: log it and go on; the processes of an embedded cluster end with ours.
         if self._owns_client and self._client is not None:
-            self._client.close()
+            _quietly(self._client.close, "closing the Dask client")
         if self._cluster is not None:
-            self._cluster.close()
+            _quietly(self._cluster.close, "closing the embedded Dask cluster")
         self._client, self._cluster, self._owns_client = None, None, False
+
+    def _address(self):
+        try:
+            return self._client.scheduler.address
+        except AttributeError:
+            return repr(self.scheduler)
+
+    def _worker_wait(self):
+        """Seconds to wait while the cluster has no worker (see ``no_workers_timeout``)."""
+        import dask
+        from dask.utils import parse_timedelta
+
+        value = self.no_workers_timeout
+        if value is None:
+            value = dask.config.get(NO_WORKERS_CONFIG, _NO_WORKERS_TIMEOUT)
+        seconds = math.inf if value is None else parse_timedelta(value, default="seconds")
+        return float(seconds)
+
+    def _check_workers(self):
+        """Whether the cluster has a worker; raise :class:`WorkersLostError` once it has had
+        none for ``no_workers_timeout`` seconds."""
+        if self.n_workers > 0:
+            if self._no_workers_since is not None:
+                logger.warning("the Dask cluster has workers again")
+            self._no_workers_since = None
+            return True
+        now, wait = time.monotonic(), self._worker_wait()
+        if self._no_workers_since is None:
+            self._no_workers_since = now
+            logger.warning("the Dask cluster at %s has no worker; waiting up to %s s for one",
+                           self._address(), wait)
+        elif now - self._no_workers_since >= wait:
+            raise self._gone(now - self._no_workers_since, wait)
+        return False
+
+    def _gone(self, seconds, wait):
+        """The :class:`WorkersLostError` for a cluster without a worker for ``seconds``."""
+        from ..exceptions import WorkersLostError
+
+        return WorkersLostError(
+            f"every worker of the Dask cluster at {self._address()} is gone: it has had none "
+            f"for {seconds:.0f} s (no_workers_timeout={wait:g} s), so the search cannot go "
+            f"on; {self.n_running} unfinished trial(s) are dropped. Start workers again (their "
+            "logs say why they stopped, e.g. memory), or wait longer with "
+            f"dask.config.set({{{NO_WORKERS_CONFIG!r}: '10 minutes'}}).")
+
+    def _await_workers(self):
+        """Block until the cluster has a worker (see :meth:`_check_workers`)."""
+        while not self._check_workers():
+            time.sleep(0.25)
 
     @property
     def dashboard_link(self):
@@ -308,7 +485,9 @@ class DaskEvaluator(Evaluator):
             return 0
         count, when = self._n_workers
         if time.monotonic() - when > 1.0:
-            workers = self._client.scheduler_info(n_workers=-1)["workers"].values()
+            # Workers starting (or closing) take no trial yet: not counted.
+            workers = [w for w in self._client.scheduler_info(n_workers=-1)["workers"].values()
+                       if w.get("status", "running") in ("running", "paused")]
             if self._gpu_resource:
                 count = sum(int(w.get("resources", {}).get("GPU", 0)) for w in workers)
             else:
@@ -341,15 +520,16 @@ class DaskEvaluator(Evaluator):
     def n_running(self):
         return sum(map(len, self._futures.values())) + len(self._pending)
 
-    def submit(self, trial_id, config, seed, deadline=None, holdout=None, attempts=1):
+    def submit(self, trial_id, config, seed, deadline=None, holdout=None, attempts=1,
+               rungs=None):
         # Sent with the others submitted before the next collect(), as one graph (_flush).
         self._pending.append({"trial_id": trial_id, "config": config, "seed": seed,
                               "attempts": attempts, "limit": self.trial_timeout,
-                              "deadline": deadline, "holdout": holdout})
+                              "deadline": deadline, "holdout": holdout, "rungs": rungs})
 
     def _flush(self):
-        """Send the pending trials to the scheduler: one ``Client.map`` per ``holdout`` (and
-        one more for bundles of very short trials)."""
+        """Send the pending trials to the scheduler: one ``Client.map`` per ``holdout`` and
+        ``rungs`` (and one more for bundles of very short trials)."""
         if not self._pending:
             return
         if self._data.status != "finished":
@@ -361,9 +541,10 @@ class DaskEvaluator(Evaluator):
         for meta in pending:
             # A trial may wait for those queued before it on its worker (_give_up_at).
             meta["ahead"] = (1 + depth) * bundle
-            groups.setdefault(meta["holdout"], []).append(meta)
+            groups.setdefault((meta["holdout"], meta.get("rungs")), []).append(meta)
         resources = {"GPU": 1} if self._gpu_resource else None
-        for holdout, metas in groups.items():
+        for (holdout, rungs), metas in groups.items():
+            options = {k: v for k, v in (("holdout", holdout), ("rungs", rungs)) if v is not None}
             chunks = [metas[i:i + bundle] for i in range(0, len(metas), bundle)]
             single = [c[0] for c in chunks if len(c) == 1]
             bundles = [c for c in chunks if len(c) > 1]
@@ -375,10 +556,9 @@ class DaskEvaluator(Evaluator):
                     [m["seed"] for m in single], [self._device] * n,
                     [m["limit"] for m in single], [m["trial_id"] for m in single],
                     [m["deadline"] for m in single],
-                    key=[f"autodeuq-trial-{self._token}-{m['trial_id']}-{m['attempts']}"
-                         for m in single],
+                    key=[self._key("trial", m) for m in single],
                     pure=False, resources=resources,
-                    **({} if holdout is None else {"holdout": holdout}),
+                    **options,
                 )
                 self._track(futures, [[m] for m in single], submitted)
             if bundles:
@@ -387,12 +567,17 @@ class DaskEvaluator(Evaluator):
                     functools.partial(_run_trials, self.task), [self._data] * n,
                     [self._device] * n,
                     [[(m["config"], m["seed"], m["limit"], m["trial_id"], m["deadline"],
-                       m["holdout"]) for m in c] for c in bundles],
-                    key=[f"autodeuq-trials-{self._token}-{c[0]['trial_id']}-{c[0]['attempts']}"
-                         for c in bundles],
+                       m["holdout"], m.get("rungs")) for m in c] for c in bundles],
+                    key=[self._key("trials", c[0]) for c in bundles],
                     pure=False, resources=resources,
                 )
                 self._track(futures, bundles, submitted)
+
+    def _key(self, kind, meta):
+        """A Dask key new for each submission: a trial sent again after its worker was lost
+        before it started keeps its attempt number, so its key counts those too."""
+        again = f"r{meta['requeued']}" if meta.get("requeued") else ""
+        return f"autodeuq-{kind}-{self._token}-{meta['trial_id']}-{meta['attempts']}{again}"
 
     def _track(self, futures, metas, submitted):
         self._completed.update(futures)
@@ -403,12 +588,16 @@ class DaskEvaluator(Evaluator):
         """Block until a future completes or ``timeout`` seconds pass (None: no limit)."""
         end = None if timeout is None else time.monotonic() + timeout
         condition = self._completed.thread_condition  # as_completed notifies it per future
-        with condition:
-            while not self._completed.has_ready():
+        while True:
+            with condition:
+                # In slices of a second at most, to notice a cluster left without workers.
                 left = None if end is None else end - time.monotonic()
-                if left is not None and left <= 0:
+                if self._completed.has_ready() or (left is not None and left <= 0):
                     return
-                condition.wait(timeout=left)
+                condition.wait(timeout=1.0 if left is None else min(left, 1.0))
+                if self._completed.has_ready():
+                    return
+            self._check_workers()
 
     def _give_up_at(self, meta):
         # A queued trial may wait for the ones before it on its worker to finish first (with
@@ -422,6 +611,7 @@ class DaskEvaluator(Evaluator):
         # The trials of one Dask task share their submission time and queue.
         give_up = [self._give_up_at(m[0]) for m in self._futures.values()
                    if m[0]["limit"] is not None]
+        give_up += [when for _, when in self._stuck.values()]  # see _free
         if give_up:
             until = max(0.0, min(give_up) - time.time())
             timeout = until if timeout is None else min(timeout, until)
@@ -429,16 +619,67 @@ class DaskEvaluator(Evaluator):
         done = [(f, r) for f, r in self._completed.next_batch(block=False) if f in self._futures]
         results = [r for f, outcome in done for r in self._finish(f, outcome)]
         now = time.time()
-        for future, metas in list(self._futures.items()):
-            meta = metas[0]
-            if meta["limit"] is not None and now > self._give_up_at(meta):
-                del self._futures[future]
+        expired = [f for f, metas in self._futures.items()
+                   if metas[0]["limit"] is not None and now > self._give_up_at(metas[0])]
+        if expired:
+            started = self._started()
+            hung = [f for f in expired if started is None or f.key in started]
+            where = self._workers_running(hung)
+            for future in expired:
+                if future not in hung:  # still queued behind others: its wait starts again
+                    for meta in self._futures[future]:
+                        meta["submitted"] = now
+                    continue
+                metas = self._futures.pop(future)
                 future.cancel()
                 results.extend(
                     self._failure(m, "timeout", f"no result {m['limit']}s + {_TIMEOUT_GRACE}s "
                                   "after it could have started; cancelled") for m in metas)
+                if future.key in where:  # still running there? checked after another grace
+                    self._stuck[future.key] = (where[future.key], now + _TIMEOUT_GRACE)
+        self._free()
         self._flush()  # retries of trials whose worker was lost
         return results
+
+    def _workers_running(self, futures):
+        """``{key: worker address}`` of those of ``futures`` a worker holds (running or
+        queued)."""
+        keys = {f.key for f in futures}
+        try:
+            processing = self._client.processing()
+        except (OSError, TimeoutError):
+            return {}
+        return {key: w for w, held in processing.items() for key in keys.intersection(held)}
+
+    def _free(self):
+        """Restart (through its nanny) a worker still running a cancelled trial a grace
+        period after it was cancelled: Dask cannot stop a running task, and a trial that does
+        not check its time limit (stuck in native code, say) would hold its worker for ever.
+        Trials queued behind it there are lost with it, so sent again."""
+        now = time.time()
+        due = {key: worker for key, (worker, when) in self._stuck.items() if now >= when}
+        if not due:
+            return
+        for key in due:
+            del self._stuck[key]
+        try:
+            running = self._client.run(_executing, workers=sorted(set(due.values())),
+                                       on_error="return")
+        except (OSError, TimeoutError):
+            return
+        workers = sorted({w for key, w in due.items()
+                          if isinstance(running.get(w), list) and key in running[w]})
+        if not workers:
+            return
+        logger.warning("killing worker process(es) %s, still running trials past their time "
+                       "limit; their nannies start them again", ", ".join(workers))
+        # From the nanny, which works even if the trial holds the worker's event loop; a
+        # worker without a nanny ends itself instead (and is not restarted).
+        killed = self._client.run(_kill_worker_process, workers=workers, nanny=True,
+                                  on_error="return")
+        for worker, outcome in killed.items():
+            if isinstance(outcome, BaseException):
+                self._client.run(os._exit, 1, workers=[worker], on_error="ignore", wait=False)
 
     def _failure(self, meta, status, error):
         return TrialResult(trial_id=meta["trial_id"], config=meta["config"], status=status,
@@ -467,20 +708,74 @@ class DaskEvaluator(Evaluator):
                     self._durations.append(max(0.0, duration))
                 results.append(trial)
                 continue
-            result = self._settle(meta, trial)
+            result = self._settle(meta, trial, getattr(future, "key", None))
             if result is not None:
                 results.append(result)
         return results
 
-    def _settle(self, meta, exc):
-        """A trial that raised ``exc`` (None: cancelled): failed, or retried if its worker was
-        lost (None then), or lost after ``max_retries``."""
+    def _settle(self, meta, exc, key=None):
+        """A trial whose Dask task ``key`` raised ``exc`` (None: cancelled): failed, or
+        retried if its worker was lost (None then), or lost after ``max_retries``.
+
+        A trial that had not started on the lost worker (queued behind the one that ran
+        there) is sent again without spending an attempt; one that was running when its
+        worker's nanny killed it for exceeding its memory limit is recorded as ``"failed"``
+        with that said, once its retries are spent.
+        """
         if exc is None or _is_worker_loss(exc):
             reason = f"worker lost: {type(exc).__name__}: {exc}" if exc else "task cancelled"
+            started, memory = self._loss(exc, key)
+            requeued = meta.get("requeued", 0)
+            if started is False and requeued < _MAX_REQUEUE:
+                logger.info("trial %d had not started on its lost worker; sending it again",
+                            meta["trial_id"])
+                self.submit(meta["trial_id"], meta["config"], meta["seed"], meta["deadline"],
+                            meta["holdout"], meta["attempts"], rungs=meta.get("rungs"))
+                self._pending[-1]["requeued"] = requeued + 1
+                return None
+            if memory:
+                reason = f"{memory} ({reason})"
             if meta["attempts"] <= self.max_retries:
                 logger.warning("trial %d: %s; retrying", meta["trial_id"], reason)
                 self.submit(meta["trial_id"], meta["config"], meta["seed"], meta["deadline"],
-                            meta["holdout"], meta["attempts"] + 1)
+                            meta["holdout"], meta["attempts"] + 1, rungs=meta.get("rungs"))
                 return None
-            return self._failure(meta, "lost", reason)
+            # Killed for memory while it ran, every time: the candidate needs too much.
+            return self._failure(meta, "failed" if memory else "lost", reason)
         return self._failure(meta, "failed", f"{type(exc).__name__}: {exc}")
+
+    def _loss(self, exc, key):
+        """``(started, memory)`` for the Dask task ``key`` lost with its worker (``exc``, a
+        ``KilledWorker``): whether it had started there (None: unknown), and the nanny's
+        reason if the worker was killed for exceeding its memory limit while it ran."""
+        worker = getattr(exc, "last_worker", None)
+        address, pid = getattr(worker, "address", None), getattr(worker, "pid", None)
+        if address is None or key is None:
+            return None, None
+        started = self._started(address)
+        if started is None or key not in started:
+            return (None if started is None else False), None
+        try:
+            kills = self._client.get_events("worker-restart-memory")
+        except (OSError, TimeoutError):
+            kills = ()
+        for _, event in reversed(kills):
+            if event.get("worker") == address and event.get("pid") in (pid, None):
+                rss = event.get("rss", 0) / 2**20
+                return True, (
+                    f"out of memory: worker {address} went past its memory limit ({rss:.0f} "
+                    "MiB in use) while running this trial, and its nanny restarted it. Give "
+                    "the workers more memory (memory_limit) or bound the search space's layer "
+                    "widths and batch size")
+        return True, None
+
+    def _started(self, worker=None):
+        """Keys of the trials' Dask tasks that started to run (on ``worker`` if given), as the
+        workers logged them (see ``_TrialStarts``); None if unknown."""
+        if self._client is None:
+            return None
+        try:
+            events = self._client.get_events(_STARTED)
+        except (OSError, TimeoutError):
+            return None
+        return {e.get("key") for _, e in events if worker is None or e.get("worker") == worker}

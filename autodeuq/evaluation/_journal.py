@@ -7,19 +7,25 @@ per successful trial: weights and validation predictions). Loading runs no code:
 
 Each trial's weights are written to a temporary file and renamed before its journal line is
 appended and flushed, so a crash at any point leaves either a complete trial or none (a
-half-written last line is ignored on load).
+half-written last line is cut off when the journal is opened again).
+
+One search at a time: :func:`checkpoint_lock` holds an OS lock on ``lock`` in the directory
+for the whole fit (released when the fit ends, however it ends, or its process dies), so two
+fits given the same directory never interleave their lines.
 """
 
+import contextlib
 import hashlib
 import json
 import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from ._result import TrialResult
 
-__all__ = ["JOURNAL_FORMAT", "Journal", "fingerprint"]
+__all__ = ["JOURNAL_FORMAT", "Journal", "checkpoint_lock", "fingerprint"]
 
 JOURNAL_FORMAT = 1
 _STATE = "state."
@@ -36,6 +42,33 @@ def fingerprint(data, settings):
     return digest.hexdigest()
 
 
+@contextlib.contextmanager
+def checkpoint_lock(directory):
+    """Hold ``directory``'s lock (creating both if missing) while the ``with`` block runs.
+
+    Raises
+    ------
+    ValueError
+        At once, if another fit (in this process or any other) holds it.
+    """
+    from filelock import FileLock, Timeout
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(directory / "lock", timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise ValueError(f"checkpoint_dir={str(directory)!r} is in use by another fit running "
+                         "now (its lock file 'lock' is held), and two searches in one journal "
+                         "would corrupt it. Give each concurrent fit its own checkpoint_dir, "
+                         "or wait for the other fit to end.") from None
+    try:
+        yield directory
+    finally:
+        lock.release()
+
+
 class Journal:
     """Append-only record of finished trials in ``directory``.
 
@@ -49,6 +82,7 @@ class Journal:
     """
 
     def __init__(self, directory, fingerprint):
+        self._where = f"checkpoint_dir={str(directory)!r}"
         self.directory = Path(directory)
         self.fingerprint = fingerprint
         self._weights = self.directory / "weights"
@@ -70,9 +104,20 @@ class Journal:
                                  "empty directory, or the same data, space and random_state.")
         else:
             self.directory.mkdir(parents=True, exist_ok=True)
-            meta_path.write_text(json.dumps({"format": JOURNAL_FORMAT,
-                                             "fingerprint": fingerprint}))
+            tmp = meta_path.with_suffix(".tmp")
+            tmp.write_text(json.dumps({"format": JOURNAL_FORMAT, "fingerprint": fingerprint}))
+            os.replace(tmp, meta_path)
         self._weights.mkdir(parents=True, exist_ok=True)
+        self._cut_partial_line()
+
+    def _cut_partial_line(self):
+        """Drop a last line left half-written by a crash, so the next line starts afresh."""
+        if not self._lines.exists():
+            return
+        with open(self._lines, "rb+") as handle:
+            text = handle.read()
+            if text and not text.endswith(b"\n"):
+                handle.truncate(text.rfind(b"\n") + 1)
 
     def load(self, with_arrays=True):
         """The journaled trials, in the order they finished.
@@ -84,12 +129,17 @@ class Journal:
         if not self._lines.exists():
             return []
         results = []
-        for line in self._lines.read_text().splitlines():
+        text = self._lines.read_text(errors="replace")
+        lines = text.splitlines()
+        for number, line in enumerate(lines, 1):
             try:
-                record = json.loads(line)
-            except ValueError:
-                continue  # the last line of a crash mid-write
-            result = TrialResult(**record)
+                result = TrialResult(**json.loads(line))
+            except (ValueError, TypeError) as exc:
+                if number == len(lines) and not text.endswith("\n"):
+                    continue  # the last line of a crash mid-write
+                raise ValueError(f"{self._where}: line {number} of journal.jsonl is not a trial "
+                                 f"record ({exc}): the journal is damaged. Delete that line to "
+                                 "resume without it, or use an empty directory.") from None
             if with_arrays:
                 self.read_arrays(result)
             results.append(result)
@@ -100,11 +150,18 @@ class Journal:
         if not result.ok:
             return result
         path = self._weights / f"trial-{result.trial_id}.npz"
-        with np.load(path, allow_pickle=False) as arrays:
-            result.valid_mean = arrays["valid_mean"]
-            result.valid_var = arrays["valid_var"]
-            result.state = {k[len(_STATE):]: arrays[k] for k in arrays.files
-                            if k.startswith(_STATE)}
+        try:  # data only: an object array (a pickle) is refused, never unpickled
+            with np.load(path, allow_pickle=False) as arrays:
+                result.valid_mean = arrays["valid_mean"]
+                result.valid_var = arrays["valid_var"]
+                result.state = {k[len(_STATE):]: arrays[k] for k in arrays.files
+                                if k.startswith(_STATE)}
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+            raise ValueError(f"{self._where}: weights/{path.name} of trial {result.trial_id} "
+                             f"cannot be read ({type(exc).__name__}: {exc}); it is damaged or "
+                             "was not written by autodeuq. Delete the trial's line in "
+                             "journal.jsonl to train it again, or use an empty "
+                             "directory.") from None
         return result
 
     def append(self, result):

@@ -5,6 +5,8 @@ import time
 
 import numpy as np
 
+from ._discard import search_outcome
+
 __all__ = ["run_refits", "run_search", "trial_seed"]
 
 logger = logging.getLogger(__name__)
@@ -22,7 +24,7 @@ def trial_seed(sequence, trial_id):
 
 
 def run_search(search, evaluator, seed_sequence, *, max_evals=None, time_budget=None,
-               on_result=None, n_done=0, progress=None):
+               on_result=None, n_done=0, progress=None, rung_table=None):
     """Run a search until ``max_evals`` trials finished or ``time_budget`` seconds passed.
 
     A new trial is submitted the moment a worker frees, so no worker waits for the slowest.
@@ -48,6 +50,10 @@ def run_search(search, evaluator, seed_sequence, *, max_evals=None, time_budget=
     progress : autodeuq.evaluation.SearchProgress or None, default=None
         Told of every submitted and finished trial; started here, and closed (its summary
         logged) when the search ends, however it ends.
+    rung_table : autodeuq.evaluation.RungTable or None, default=None
+        Early discarding: each trial is submitted with the rung thresholds of the values
+        recorded so far (frozen then), and each finished trial's rung values are recorded
+        in it (a resumed search records the earlier trials before the call).
 
     Returns
     -------
@@ -71,8 +77,10 @@ def run_search(search, evaluator, seed_sequence, *, max_evals=None, time_budget=
         while True:
             while may_start() and evaluator.n_running < max(1, evaluator.capacity):
                 trial = search.ask()
+                options = {} if rung_table is None else {"rungs": rung_table.rungs()}
                 evaluator.submit(trial.trial_id, trial.config,
-                                 trial_seed(seed_sequence, trial.trial_id), deadline=deadline)
+                                 trial_seed(seed_sequence, trial.trial_id), deadline=deadline,
+                                 **options)
                 n_started += 1
                 if progress is not None:
                     progress.submitted(trial.trial_id)
@@ -82,8 +90,9 @@ def run_search(search, evaluator, seed_sequence, *, max_evals=None, time_budget=
                 progress.refresh()
             left = time_left()
             for result in evaluator.collect(timeout=None if left is None or left <= 0 else left):
-                search.tell(result.trial_id, result.objective if result.ok else None,
-                            result.status)
+                search.tell(result.trial_id, *search_outcome(result))
+                if rung_table is not None:
+                    rung_table.record(result)
                 results.append(result)
                 logger.debug("trial %d %s objective=%s on %s in %.1fs", result.trial_id,
                              result.status, result.objective, result.worker, result.duration)

@@ -6,8 +6,9 @@ import numpy as np
 
 __all__ = ["STATUSES", "TrialResult"]
 
-#: Trial outcomes. Only "success" carries an objective and weights.
-STATUSES = ("success", "failed", "diverged", "timeout", "lost")
+#: Trial outcomes. Only "success" carries weights; "discarded" (stopped early at a rung, see
+#: :mod:`autodeuq.evaluation._discard`) carries its partial objective only.
+STATUSES = ("success", "failed", "diverged", "timeout", "lost", "discarded")
 
 
 @dataclass
@@ -26,7 +27,7 @@ class TrialResult:
         One of :data:`STATUSES`.
     objective : float or None
         Validation NLL of the standardized target at the restored epoch (lower is better);
-        None unless ``status == "success"``.
+        for ``"discarded"``, the best reached before it stopped; None otherwise.
     valid_mean, valid_var : ndarray of shape (n_valid,) or None
         Predictions on the validation part (standardized units), for ensemble selection.
     state : dict of str to ndarray, or None
@@ -41,6 +42,9 @@ class TrialResult:
     seed : int
     attempts : int
         How many times it was started (more than 1 after a lost worker).
+    rung_nlls : list of [int, float]
+        ``[epoch, best validation NLL so far]`` at each rung of early discarding it reached
+        (empty without early discarding).
     """
 
     trial_id: int
@@ -58,6 +62,7 @@ class TrialResult:
     error: str | None = None
     seed: int = 0
     attempts: int = 1
+    rung_nlls: list = field(default_factory=list)
 
     def __post_init__(self):
         if self.status not in STATUSES:

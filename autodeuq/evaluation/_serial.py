@@ -33,14 +33,16 @@ class SerialEvaluator(Evaluator):
         self._data = data
         return self
 
-    def submit(self, trial_id, config, seed, deadline=None, holdout=None):
-        self._queue.append((trial_id, config, seed, deadline, holdout))
+    def submit(self, trial_id, config, seed, deadline=None, holdout=None, rungs=None):
+        self._queue.append((trial_id, config, seed, deadline, holdout, rungs))
 
     def collect(self, timeout=None):
         if not self._queue:
             return []
-        trial_id, config, seed, deadline, holdout = self._queue.popleft()
+        trial_id, config, seed, deadline, holdout, rungs = self._queue.popleft()
         options = {} if holdout is None else {"holdout": holdout}
+        if rungs is not None:
+            options["rungs"] = rungs
         return [self.task(config, self._data, seed, device=self.device,
                           time_limit=self.trial_timeout, trial_id=trial_id, deadline=deadline,
                           **options)]

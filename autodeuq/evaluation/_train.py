@@ -7,7 +7,7 @@ import traceback
 import numpy as np
 
 from ..exceptions import TimeLimitExceeded, TrainingDivergedError
-from ..nn import train_network
+from ..nn import gaussian_nll_loss, train_network
 from ._result import TrialResult
 
 __all__ = ["refit_data", "train_candidate", "worker_name"]
@@ -38,8 +38,9 @@ def refit_data(data, holdout, seed):
     ``holdout`` of the rows, drawn from ``seed``, become the early-stopping part; the rest are
     trained on. Each refit member draws its own holdout, so together they see every row.
     """
-    X = np.concatenate([data["X_train"], data["X_valid"]])
-    y = np.concatenate([data["y_train"], data["y_valid"]])
+    parts = [part for part in ("train", "stop", "valid") if f"X_{part}" in data]
+    X = np.concatenate([data[f"X_{part}"] for part in parts])
+    y = np.concatenate([data[f"y_{part}"] for part in parts])
     n_valid = min(len(X) - 1, max(1, int(np.ceil(holdout * len(X)))))
     order = np.random.default_rng(seed).permutation(len(X))
     train, valid = np.sort(order[n_valid:]), np.sort(order[:n_valid])
@@ -47,7 +48,7 @@ def refit_data(data, holdout, seed):
 
 
 def train_candidate(config, data, seed, device="cpu", time_limit=None, trial_id=-1,
-                    deadline=None, holdout=None):
+                    deadline=None, holdout=None, rungs=None):
     """Train one candidate and return a :class:`TrialResult`; never raises for a bad candidate.
 
     Parameters
@@ -56,7 +57,11 @@ def train_candidate(config, data, seed, device="cpu", time_limit=None, trial_id=
         Flat search configuration, or a network configuration (with ``"layers"``).
     data : dict
         ``X_train``, ``y_train``, ``X_valid``, ``y_valid``: standardized float32 arrays (on
-        Dask, scattered once to every worker).
+        Dask, scattered once to every worker). With ``X_stop`` and ``y_stop`` too, the
+        network early-stops on that part and its objective is its NLL on the validation
+        part, which then serves only to rank candidates: the score is not biased by the
+        choice of the stopping epoch. Without them it early-stops on the validation part and
+        the objective is the best validation NLL seen.
     seed : int
         Seeds initialisation, dropout and shuffling.
     device : str, default="cpu"
@@ -71,12 +76,17 @@ def train_candidate(config, data, seed, device="cpu", time_limit=None, trial_id=
         Refit: train on the training and validation parts together, early-stopping on a
         fresh ``holdout`` fraction of them drawn from ``seed`` (see :func:`refit_data`). The
         result's objective and validation predictions are then on that holdout.
+    rungs : sequence of (int, float) or None, default=None
+        Early discarding: ``(epoch, threshold)`` pairs, the thresholds frozen when the trial
+        was submitted (see :mod:`autodeuq.evaluation._discard`). A trial whose best
+        validation NLL at a rung epoch is above its threshold stops there.
 
     Returns
     -------
     TrialResult
-        ``"success"`` with objective, validation predictions and weights; or ``"diverged"``,
-        ``"timeout"`` or ``"failed"`` with the error text. Only ``KeyboardInterrupt`` and
+        ``"success"`` with objective, validation predictions and weights; ``"discarded"``
+        with the objective it had reached and no arrays; or ``"diverged"``, ``"timeout"`` or
+        ``"failed"`` with the error text. Only ``KeyboardInterrupt`` and
         ``SystemExit`` propagate.
     """
     start = time.time()
@@ -89,15 +99,23 @@ def train_candidate(config, data, seed, device="cpu", time_limit=None, trial_id=
     try:
         if holdout is not None:
             data = refit_data(data, holdout, seed)
+        stop = "X_stop" in data
         trained = train_network(network_config(config), data["X_train"], data["y_train"],
-                                data["X_valid"], data["y_valid"], seed=int(seed), device=device,
-                                time_limit=time_limit, stop_after=stop_after)
+                                data["X_stop" if stop else "X_valid"],
+                                data["y_stop" if stop else "y_valid"], seed=int(seed),
+                                device=device, time_limit=time_limit, stop_after=stop_after,
+                                rungs=rungs)
+        if trained.discarded:  # unfinished: its record only, never an ensemble member
+            return TrialResult(status="discarded", objective=float(trained.best_valid_loss),
+                               n_epochs=trained.n_epochs, best_epoch=trained.best_epoch,
+                               rung_nlls=trained.rung_nlls, end=time.time(), **common)
         import torch
 
         X_valid = torch.as_tensor(data["X_valid"], dtype=torch.float32)
         with torch.inference_mode():
             mean, var = trained.module(X_valid)
-        objective = trained.best_valid_loss
+            objective = (float(gaussian_nll_loss(mean, var, torch.as_tensor(
+                data["y_valid"], dtype=torch.float32))) if stop else trained.best_valid_loss)
         if objective is None or not np.isfinite(objective):
             raise TrainingDivergedError(f"validation NLL is {objective}")
         return TrialResult(
@@ -106,7 +124,7 @@ def train_candidate(config, data, seed, device="cpu", time_limit=None, trial_id=
             state={k: v.detach().cpu().numpy().copy()
                    for k, v in trained.module.state_dict().items()},
             n_epochs=trained.n_epochs, best_epoch=trained.best_epoch, end=time.time(),
-            **common)
+            rung_nlls=trained.rung_nlls, **common)
     except TrainingDivergedError as exc:
         status, error = "diverged", f"{type(exc).__name__}: {exc}"
     except TimeLimitExceeded as exc:

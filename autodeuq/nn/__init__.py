@@ -1,6 +1,7 @@
 """Gaussian networks: configurations, the torch module, the loss and the trainer."""
 
-from ._callbacks import BestWeights, DivergenceGuard, TimeLimit
+from ._batched import member_nll, train_networks
+from ._callbacks import BestWeights, DivergenceGuard, RungStop, TimeLimit
 from ._config import (
                       ACTIVATIONS,
                       LR_SCHEDULES,
@@ -13,6 +14,7 @@ from ._data import TensorBatchIterator, TensorDataset
 from ._device import resolve_device
 from ._loss import GaussianNLLLoss, gaussian_nll_loss
 from ._module import GaussianMLP
+from ._stacked import StackedGaussianMLP
 from ._trainer import GaussianNet, TrainedNetwork, train_network
 
 __all__ = [
@@ -25,13 +27,17 @@ __all__ = [
     "GaussianMLP",
     "GaussianNLLLoss",
     "GaussianNet",
+    "RungStop",
+    "StackedGaussianMLP",
     "TensorBatchIterator",
     "TensorDataset",
     "TimeLimit",
     "TrainedNetwork",
     "gaussian_nll_loss",
     "layers_from_params",
+    "member_nll",
     "normalize_config",
     "resolve_device",
     "train_network",
+    "train_networks",
 ]

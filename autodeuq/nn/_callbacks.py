@@ -1,4 +1,5 @@
-"""skorch callbacks of the trainer: best-epoch weights with early stopping, divergence guard."""
+"""skorch callbacks of the trainer: best-epoch weights with early stopping, divergence guard,
+time limits and the rungs of early discarding."""
 
 import logging
 import math
@@ -8,7 +9,7 @@ from skorch.callbacks import Callback
 
 from ..exceptions import TimeLimitExceeded, TrainingDivergedError
 
-__all__ = ["BestWeights", "DivergenceGuard", "TimeLimit"]
+__all__ = ["BestWeights", "DivergenceGuard", "RungStop", "TimeLimit"]
 
 logger = logging.getLogger(__name__)
 
@@ -126,3 +127,55 @@ class TimeLimit(Callback):
                 f"training ran {elapsed:.1f}s, past its time limit of {self.seconds}s, after "
                 f"{len(net.history)} epochs. Raise the limit or lower max_epochs."
             )
+
+
+class RungStop(Callback):
+    """Stop training at a rung epoch when the best validation NLL so far is above its threshold.
+
+    The rungs of early discarding (see :mod:`autodeuq.evaluation._discard`): at each rung epoch
+    the best ``monitor`` value so far is recorded, and training stops (as early stopping does,
+    through ``net.stop_training_``) if it is above the rung's threshold. Other epochs cost one
+    integer comparison.
+
+    Parameters
+    ----------
+    rungs : sequence of (int, float)
+        ``(epoch, threshold)`` pairs in increasing epoch order (1-based epochs); a threshold of
+        ``inf`` records the value without ever stopping.
+    monitor : str, default="valid_loss"
+
+    Attributes
+    ----------
+    rung_values_ : list of [int, float]
+        ``[epoch, best value so far]`` at each rung reached.
+    stopped_ : bool
+        Whether a rung stopped training.
+    """
+
+    def __init__(self, rungs, monitor="valid_loss"):
+        self.rungs = rungs
+        self.monitor = monitor
+
+    def initialize(self):
+        self.rung_values_ = []
+        self.stopped_ = False
+        self._rung = 0
+        self._next_epoch = self.rungs[0][0] if len(self.rungs) else 0
+        return self
+
+    def on_train_begin(self, net, **kwargs):
+        self.initialize()
+
+    def on_epoch_end(self, net, **kwargs):
+        if len(net.history) != self._next_epoch:
+            return
+        epoch, threshold = self.rungs[self._rung]
+        best = float(min(net.history[:, self.monitor]))
+        self.rung_values_.append([int(epoch), best])
+        self._rung += 1
+        self._next_epoch = self.rungs[self._rung][0] if self._rung < len(self.rungs) else 0
+        if best > threshold:
+            logger.debug("discarding at epoch %d: best %s %.4f is above the rung's threshold "
+                         "%.4f", epoch, self.monitor, best, threshold)
+            self.stopped_ = True
+            net.stop_training_ = True

@@ -25,7 +25,7 @@ from skorch.callbacks import Callback, EpochTimer, GradientNormClipping, LRSched
 from skorch.helper import predefined_split
 from torch.utils.data import Dataset
 
-from ._callbacks import BestWeights, DivergenceGuard, TimeLimit
+from ._callbacks import BestWeights, DivergenceGuard, RungStop, TimeLimit
 from ._config import normalize_config
 from ._data import TensorBatchIterator, TensorDataset
 from ._device import resolve_device
@@ -164,12 +164,19 @@ class TrainedNetwork:
         1-based epoch whose weights ``module`` holds (the last epoch without validation data).
     fit_time : float
         Seconds spent training.
+    rung_nlls : list of [int, float]
+        ``[epoch, best validation NLL so far]`` at each rung reached (``rungs`` of
+        :func:`train_network`).
+    discarded : bool
+        Whether a rung stopped training (the network is unfinished).
     """
 
     module: GaussianMLP
     history: list = field(repr=False)
     best_epoch: int
     fit_time: float
+    rung_nlls: list = field(default_factory=list)
+    discarded: bool = False
 
     @property
     def n_epochs(self):
@@ -193,7 +200,7 @@ def _optimizer_params(config, device):
     return cls, params
 
 
-def _callbacks(config, has_valid, time_limit, stop_after):
+def _callbacks(config, has_valid, time_limit, stop_after, rungs):
     callbacks = [("divergence_guard", DivergenceGuard())]
     if time_limit is not None:
         callbacks.append(("time_limit", TimeLimit(time_limit)))
@@ -211,11 +218,15 @@ def _callbacks(config, has_valid, time_limit, stop_after):
         callbacks.append(("gradient_clip", GradientNormClipping(config["gradient_clip"])))
     if has_valid:
         callbacks.append(("best_weights", BestWeights("valid_loss", patience=config["patience"])))
+    # A rung at max_epochs or later would discard a finished network.
+    rungs = [r for r in rungs or () if r[0] < config["max_epochs"]]
+    if has_valid and rungs:
+        callbacks.append(("rung_stop", RungStop(rungs)))
     return callbacks
 
 
 def train_network(config, X_train, y_train, X_valid=None, y_valid=None, *, seed=None,
-                  device="cpu", time_limit=None, stop_after=None, verbose=0):
+                  device="cpu", time_limit=None, stop_after=None, rungs=None, verbose=0):
     """Train one Gaussian network described by a configuration.
 
     Parameters
@@ -236,6 +247,11 @@ def train_network(config, X_train, y_train, X_valid=None, y_valid=None, *, seed=
         Seconds after which training stops with ``TimeLimitExceeded`` (checked every epoch).
     stop_after : float or None, default=None
         Seconds after which training ends normally, with the best weights so far.
+    rungs : sequence of (int, float) or None, default=None
+        Early discarding (needs validation data): ``(epoch, threshold)`` pairs; at each
+        epoch, training stops if the best validation NLL so far is above the threshold, and
+        the result is marked ``discarded`` (see :class:`~autodeuq.nn.RungStop`). Rungs at or
+        after ``max_epochs`` are ignored.
     verbose : int, default=0
         Print skorch's epoch table when > 0.
 
@@ -274,7 +290,7 @@ def train_network(config, X_train, y_train, X_valid=None, y_valid=None, *, seed=
             iterator_train__seed=shuffle_seed,
             iterator_valid__batch_size=_VALID_BATCH_SIZE,
             train_split=train_split,
-            callbacks=_callbacks(config, has_valid, time_limit, stop_after),
+            callbacks=_callbacks(config, has_valid, time_limit, stop_after, rungs),
             device=device,
             verbose=verbose,
             **optimizer_params,
@@ -287,5 +303,8 @@ def train_network(config, X_train, y_train, X_valid=None, y_valid=None, *, seed=
     module = net.module_.to("cpu").eval()
     logger.debug("trained %d epochs in %.2fs (best epoch %d)", len(history), fit_time,
                  best_epoch)
+    rung_stop = dict(net.callbacks_).get("rung_stop")
     return TrainedNetwork(module=module, history=history, best_epoch=best_epoch,
-                          fit_time=fit_time)
+                          fit_time=fit_time,
+                          rung_nlls=[] if rung_stop is None else rung_stop.rung_values_,
+                          discarded=rung_stop is not None and rung_stop.stopped_)

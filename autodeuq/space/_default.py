@@ -16,6 +16,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from ..exceptions import ConfigError
 from ..nn import ACTIVATIONS, LR_SCHEDULES, OPTIMIZERS, TRAINING_DEFAULTS, normalize_config
 from ._dimensions import Categorical, Float, Int, _fail, _is_int
 from ._space import Condition, SearchSpace
@@ -24,6 +25,7 @@ __all__ = [
     "ARCHITECTURE",
     "MAX_SKIP_DISTANCE",
     "TRAINING",
+    "check_space",
     "default_space",
     "split_names",
     "to_flat_config",
@@ -234,3 +236,99 @@ def to_flat_config(network_config):
                 flat[f"skip_{k}_{d}"] = int(d in distances)
     flat.update({key: config[key] for key in TRAINING})
     return flat
+
+
+def _layer_of(name):
+    """The hidden layer (from 1) a flat architecture key belongs to, or None."""
+    if m := _LAYER_KEY.fullmatch(name):
+        return int(m[2])
+    if m := _SKIP_KEY.fullmatch(name):
+        return int(m[1])
+    return None
+
+
+def _probe_values(dimension):
+    """The values to check of a dimension: the bounds of a range, every choice of a set (the
+    rules of a network configuration are intervals or sets, so these are enough)."""
+    if isinstance(dimension, (Int, Float)):
+        return [dimension.low, dimension.high]
+    return list(dimension.choices)
+
+
+def check_space(space):
+    """Check that every configuration of a search space describes a trainable network.
+
+    A search over a space with a name no network has, a value no network can take (a
+    ``learning_rate`` range reaching 0, an unknown optimizer among the choices) or per-layer
+    dimensions that do not match ``num_layers`` would only fail trial by trial, after the
+    workers started. This refuses it at once: each range is checked at its bounds and each
+    categorical dimension at every choice, against the rules of
+    :func:`autodeuq.nn.normalize_config`. Constraints are not called.
+
+    Parameters
+    ----------
+    space : SearchSpace, dict or None
+        Anything :meth:`SearchSpace.coerce` accepts.
+
+    Returns
+    -------
+    SearchSpace
+        The space, coerced.
+
+    Raises
+    ------
+    ConfigError
+        Naming the dimension, the rule, the value it allows and the fix.
+
+    Examples
+    --------
+    >>> check_space({"num_layers": 1, "units_1": Int(8, 64), "learning_rate": Float(-1.0, 1.0)})
+    Traceback (most recent call last):
+    ...
+    autodeuq.exceptions.ConfigError: search_space['learning_rate'] = Float(-1.0, 1.0) allows -1.0, which no network can take: learning_rate must be a finite float > 0; got -1.0. A typical value is 1e-3.
+    """  # noqa: E501
+    space = SearchSpace.coerce(space)
+    dimensions = space.dimensions
+    unknown = _layer_keys(dict.fromkeys(dimensions))[3]
+    if unknown:
+        _fail("search_space names", "num_layers, units_k, activation_k, dropout_k, skip_k_d "
+              "(layers numbered from 1) or one of " + ", ".join(TRAINING), sorted(unknown),
+              "Remove or rename those dimensions: a network has no such setting.")
+    for name, dimension in dimensions.items():
+        layer = _layer_of(name)
+        for value in _probe_values(dimension):
+            if name == "num_layers":  # its layers' keys are checked below
+                probe = {} if _is_int(value) and value >= 0 else {"num_layers": value}
+            elif layer is None:
+                probe = {"num_layers": 0, name: value}
+            else:
+                probe = {"num_layers": layer, **{f"units_{k}": 1 for k in range(1, layer + 1)},
+                         name: value}
+            try:
+                to_network_config(probe)
+            except ConfigError as exc:
+                raise ConfigError(f"search_space[{name!r}] = {dimension!r} allows {value!r}, "
+                                  f"which no network can take: {exc}") from None
+    if "num_layers" in dimensions:
+        counts = _probe_values(dimensions["num_layers"])
+    else:  # to_network_config infers it from the deepest layer key
+        counts = [max((_layer_of(name) or 0) for name in dimensions)] if dimensions else []
+    for n in counts:
+        active = set(space.active({"num_layers": n}))
+        missing = [f"units_{k}" for k in range(1, n + 1) if f"units_{k}" not in active]
+        if missing:
+            raise ConfigError(
+                f"search_space must have units_k for every hidden layer k <= num_layers; "
+                f"num_layers can be {n} but {missing[:5]} {'is' if len(missing) == 1 else 'are'}"
+                f" missing. Add them (e.g. {missing[0]!r}: Int(16, 256)) or lower num_layers."
+            )
+        extra = [name for name in space.names if name in active and (_layer_of(name) or 0) > n]
+        if extra:
+            raise ConfigError(
+                f"search_space dimensions {extra[:5]} must be inactive when num_layers = {n} "
+                f"(the network has no such layer); got them active. Give each a condition, "
+                f"e.g. SearchSpace(dims, conditions={{{extra[0]!r}: Condition('num_layers', "
+                f"'>=', {_layer_of(extra[0])})}}), as default_space() does, or narrow "
+                "num_layers."
+            )
+    return space

@@ -1,0 +1,156 @@
+"""Early discarding: time to reach the same validation NLL with and without it, in one run.
+
+For each UCI dataset (split 0 by default), a NASRegressor search first trains every candidate
+to the end (``max_evals`` candidates); its final best validation NLL is the target. Then the
+same search (same seed, so the same validation rows and the same first proposals) runs with
+each early-discarding policy for at most the full search's wall time. Each run's time to
+target is when its best finished candidate first reaches the target (discarded candidates
+never count); the ratio is discarding's time over the full search's. Times are the trials'
+end times (wall, from the first trial's start) and, as a cross-check that a shared machine's
+load does not move, this process's CPU time at the same moments (serial backend, one torch
+thread: the trials are the process's only work).
+
+The searches start from scratch (``initial_configs=None``, ``--initial default`` to change):
+both would otherwise train the same default configuration first, which says nothing about
+discarding. ``refit=False``: only the search is timed.
+
+    nice -n 19 python benchmarks/bench_discard.py                 # energy and concrete, split 0
+    nice -n 19 python benchmarks/bench_discard.py --datasets energy --max-evals 20 \
+        --policies one_epoch --json out.json
+"""
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from autodeuq import NASRegressor
+from autodeuq.datasets import UCI_DATASETS, load_uci
+from autodeuq.space import default_space
+
+DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "uci"
+POLICIES = ("successive_halving", "one_epoch")
+
+
+class CpuClock(logging.Handler):
+    """Notes this process's CPU time when the search loop logs a finished trial."""
+
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.at = {}
+
+    def emit(self, record):
+        if record.msg.startswith("trial "):
+            self.at[int(record.args[0])] = time.process_time()
+
+
+def search(X, y, args, early_discard, max_evals, time_budget):
+    logger = logging.getLogger("autodeuq.evaluation._loop")
+    clock = CpuClock()
+    logger.addHandler(clock)
+    logger.setLevel(logging.DEBUG)
+    try:
+        start = time.process_time()
+        est = NASRegressor(
+            search_space=default_space(max_layers=args.max_layers), algorithm=args.algorithm,
+            max_evals=max_evals, time_budget=time_budget, backend="serial", refit=False,
+            rescore_top=0, initial_configs="default" if args.initial == "default" else None,
+            random_state=args.seed, early_discard=early_discard).fit(X, y)
+    finally:
+        logger.removeHandler(clock)
+    table = est.search_results_.copy()
+    table["cpu_time"] = table["job_id"].map(clock.at) - start
+    return est, table
+
+
+def time_to(table, target, column):
+    """When the best finished candidate first reached ``target`` (None if it never did)."""
+    ok = table.loc[table["status"] == "success"].sort_values(column)
+    reached = ok.loc[ok["valid_nll"].cummin() <= target + 1e-12, column]
+    return None if reached.empty else float(reached.iloc[0])
+
+
+def summary(name, est, table, target):
+    discarded = table["status"] == "discarded"
+    return {
+        "policy": name,
+        "trials": len(table),
+        "discarded": int(discarded.sum()),
+        "epochs": int(table["n_epochs"].sum()),
+        "seconds_discarded": float(table.loc[discarded, "duration"].sum()),
+        "search_seconds": float(est.search_time_),
+        "best_nll": float(table.loc[table["status"] == "success", "valid_nll"].min()),
+        "seconds_to_target": time_to(table, target, "end_time"),
+        "cpu_to_target": time_to(table, target, "cpu_time"),
+    }
+
+
+def fmt(value, digits=1):
+    return "never" if value is None else f"{value:.{digits}f}"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+    parser.add_argument("--datasets", nargs="+", default=["energy", "concrete"],
+                        choices=UCI_DATASETS)
+    parser.add_argument("--split", type=int, default=0)
+    parser.add_argument("--max-evals", type=int, default=30,
+                        help="candidates of the full search (default 30)")
+    parser.add_argument("--policies", nargs="+", default=list(POLICIES), choices=POLICIES)
+    parser.add_argument("--algorithm", default="agebo")
+    parser.add_argument("--max-layers", type=int, default=3,
+                        help="of the default space (default 3: small tabular networks)")
+    parser.add_argument("--initial", choices=("none", "default"), default="none")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", type=Path, help="also write every run's row here")
+    args = parser.parse_args(argv)
+    if not args.data_dir.is_dir():
+        parser.error(f"--data-dir {args.data_dir} is not a directory")
+    torch.set_num_threads(1)
+
+    rows = []
+    for dataset in args.datasets:
+        X, y, _, _ = load_uci(dataset, args.split, args.data_dir)
+        est, table = search(X, y, args, None, args.max_evals, None)
+        target = float(table.loc[table["status"] == "success", "valid_nll"].min())
+        full = summary("none", est, table, target)
+        runs = [full]
+        for policy in args.policies:
+            # As long as the full search took, whatever the number of candidates.
+            est, table = search(X, y, args, policy, None, full["search_seconds"])
+            runs.append(summary(policy, est, table, target))
+        for run in runs:
+            run.update(dataset=dataset, split=args.split, target_nll=target,
+                       ratio=None if run["seconds_to_target"] is None else
+                       run["seconds_to_target"] / full["seconds_to_target"],
+                       cpu_ratio=None if run["cpu_to_target"] is None else
+                       run["cpu_to_target"] / full["cpu_to_target"])
+            rows.append(run)
+            print(f"{dataset:<9} {run['policy']:<18} {run['trials']:>3} trials, best NLL "
+                  f"{run['best_nll']:.3f}, target {target:.3f} reached at "
+                  f"{fmt(run['seconds_to_target'])} s", file=sys.stderr, flush=True)
+
+    load = os.getloadavg()
+    print(f"Search {args.algorithm}, default space up to {args.max_layers} layers, serial, seed "
+          f"{args.seed}, full search {args.max_evals} candidates; load average "
+          f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f} at the end.\n")
+    print("| dataset | early_discard | trials | discarded | epochs | search s | best NLL | "
+          "s to target | ratio | CPU s to target | CPU ratio |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['dataset']} | {r['policy']} | {r['trials']} | {r['discarded']} | "
+              f"{r['epochs']} | {r['search_seconds']:.1f} | {r['best_nll']:.3f} | "
+              f"{fmt(r['seconds_to_target'])} | {fmt(r['ratio'], 2)} | "
+              f"{fmt(r['cpu_to_target'])} | {fmt(r['cpu_ratio'], 2)} |")
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()
