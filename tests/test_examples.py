@@ -1,10 +1,12 @@
 """The examples and benchmarks run end to end (at tiny budgets), so they cannot rot."""
 
+import ast
 import re
+import sys
 
 import numpy as np
 import pytest
-from conftest import load
+from conftest import ROOT, load
 
 
 def test_tutorial_demo(tmp_path, capsys):
@@ -64,3 +66,157 @@ def test_uci_benchmark(tmp_path, capsys):
     assert "| yacht | nas | 2 |" in table
     assert "| yacht | autodeuq | 2 |" in table
     assert (tmp_path / "rows.json").read_text().count('"split"') == 8
+
+
+# -- the workshop's steps: examples/plot_NN_*.py ---------------------------------------------
+
+WORKSHOP = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "examples").glob("plot_*.py"))
+
+
+@pytest.fixture
+def figure(tmp_path):
+    """A path for an example's --out figure; every figure left open is closed after."""
+    pytest.importorskip("matplotlib")
+    yield tmp_path / "figure.png"
+    sys.modules["matplotlib.pyplot"].close("all")
+
+
+def test_workshop_steps_are_gallery_scripts():
+    """Each step sorts in order, opens with a sphinx-gallery title and a paragraph, and guards
+    its work from Dask's worker processes, which import the main module again."""
+    assert [re.match(r"examples/plot_(\d\d)_", path).group(1) for path in WORKSHOP] == [
+        f"{i:02d}" for i in range(1, len(WORKSHOP) + 1)]
+    assert len(WORKSHOP) == 8
+    for path in WORKSHOP:
+        tree = ast.parse((ROOT / path).read_text())
+        title, underline, blank, paragraph = ast.get_docstring(tree).splitlines()[:4]
+        assert set(underline) == {"="}, path
+        assert len(underline) >= len(title), path
+        assert not blank, path
+        assert paragraph, path
+        guards = [node for node in tree.body if isinstance(node, ast.If)
+                  and ast.unparse(node.test) == "__name__ == '__main__'"]
+        assert len(guards) == 1, path
+
+
+def test_toy_data_example(figure, capsys):
+    result = load("examples/plot_01_toy_data.py").main(["--out", str(figure)])
+    # The generator's noise levels, measured back from the data.
+    assert result["noise"]["left island"] == pytest.approx(0.5, abs=0.1)
+    assert result["noise"]["right island"] == pytest.approx(1.0, abs=0.15)
+    assert result["inside_fraction"] == pytest.approx(0.25, abs=0.01)
+    assert result["x_scaled_mean"] == pytest.approx(0.0, abs=1e-9)
+    assert result["x_scaled_std"] == pytest.approx(1.0)
+    assert "out of distribution" in capsys.readouterr().out
+    assert figure.stat().st_size > 10_000
+
+
+def test_baseline_network_example(figure, capsys):
+    result = load("examples/plot_02_baseline_network.py").main(
+        ["--max-epochs", "30", "--out", str(figure)])
+    est = result["estimator"]
+    assert len(est.history_) == est.n_epochs_ <= 30
+    assert 1 <= est.best_epoch_ <= est.n_epochs_
+    assert np.isfinite(result["rmse_inside"])
+    assert np.isfinite(result["rmse_outside"])
+    assert result["std_inside"] > 0
+    assert result["std_outside"] > 0
+    out = capsys.readouterr().out
+    assert "held-out tenth" in out
+    assert "RMSE of the mean" in out
+    assert figure.stat().st_size > 10_000
+
+
+def test_nas_example(figure, capsys, client):
+    """On the session's Dask cluster (made active, so the search uses it)."""
+    with client.as_current():
+        result = load("examples/plot_03_search_space_nas.py").main(
+            ["--max-evals", "4", "--time-budget", "600", "--max-epochs", "5", "--max-layers",
+             "2", "--out", str(figure)])
+    results, nas = result["results"], result["estimator"]
+    assert len(results) == 4
+    assert set(results["p:max_epochs"]) == {5}
+    assert results["p:num_layers"].between(1, 2).all()
+    # The kept network is one of the candidates, scored as the table says.
+    [winner] = results.index[np.isclose(results["valid_nll"], -nas.best_score_)]
+    assert results.loc[winner, "p:num_layers"] == nas.best_params_["num_layers"]
+    assert len(nas.best_config_["layers"]) == nas.best_params_["num_layers"]
+    out = capsys.readouterr().out
+    assert "SearchSpace(" in out
+    assert "the five best by validation NLL" in out
+    assert figure.stat().st_size > 10_000
+
+
+def test_uncertainty_baseline_example(figure, capsys):
+    result = load("examples/plot_04_uncertainty_baseline.py").main(
+        ["--seeds", "2", "--max-epochs", "150", "--out", str(figure)])
+    for unc in result["predictions"].values():
+        assert np.all(unc.epistemic_std == 0.0)
+        np.testing.assert_allclose(unc.total_std, unc.aleatoric_std)
+    # Networks from two seeds disagree more, relative to their own std, off the data.
+    assert result["disagreement"]["outside"] > result["disagreement"]["inside"]
+    assert "a single network has no epistemic part" in capsys.readouterr().out
+    assert figure.stat().st_size > 10_000
+
+
+def test_deep_ensemble_example(figure, capsys):
+    result = load("examples/plot_05_deep_ensemble.py").main(
+        ["--members", "3", "--max-epochs", "150", "--out", str(figure)])
+    assert len(result["member_nll"]) == 3
+    # The mixture's log-likelihood is at least its members' average (Jensen).
+    assert result["ensemble_nll"] <= np.mean(result["member_nll"]) + 1e-9
+    assert result["epistemic"]["outside"] > result["epistemic"]["inside"] > 0
+    out = capsys.readouterr().out
+    assert "epistemic std outside / inside the training range" in out
+    assert figure.stat().st_size > 10_000
+
+
+def test_autodeuq_example(figure, capsys, client):
+    with client.as_current():
+        result = load("examples/plot_06_autodeuq.py").main(
+            ["--max-evals", "2", "--time-budget", "600", "--max-epochs", "100", "--max-layers",
+             "1", "--ensemble-size", "2", "--out", str(figure)])
+    assert len(result["estimator"].members_) == 2
+    assert result["epistemic_outside"] > result["epistemic_inside"] > 0
+    out = capsys.readouterr().out
+    assert "the gap (-20, 20)" in out
+    assert "epistemic std outside / inside" in out
+    assert figure.stat().st_size > 10_000
+
+
+def test_composition_example(figure, capsys):
+    result = load("examples/plot_07_sklearn_composition.py").main(
+        ["--max-epochs", "5", "--cv", "2", "--members", "2", "--out", str(figure)])
+    search = result["search"]
+    assert len(search.cv_results_["params"]) == 4
+    # Chosen by NLL, not by the default R2.
+    assert search.best_index_ == int(np.argmax(search.cv_results_["mean_test_nll"]))
+    assert search.best_estimator_.named_steps["net"].n_features_in_ == 1
+    for scores in result["cv_scores"].values():
+        assert len(scores) == 2
+        assert np.all(np.isfinite(scores))
+    assert "cross_val_score" in capsys.readouterr().out
+    assert figure.stat().st_size > 10_000
+
+
+def test_conformal_example(figure, capsys):
+    pytest.importorskip("mapie")
+    result = load("examples/plot_08_conformal_mapie.py").main(
+        ["--members", "2", "--max-epochs", "150", "--out", str(figure)])
+    # MAPIE's std-normalized split conformal is mean ± q std, q a quantile of the scores.
+    assert result["by_hand_gap"] < 1e-8
+    intervals = result["intervals"]
+    absolute = intervals["MAPIE split conformal, 'absolute' score"]
+    normalized = intervals["MAPIE split conformal, 'std_normalized' score"]
+    for r in (absolute, normalized):  # 90% on average over draws; 200 test points here
+        assert r["coverage"] >= 0.8
+    assert absolute["width_left"] == pytest.approx(absolute["width_right"])
+    assert "width off data" in capsys.readouterr().out
+    assert figure.stat().st_size > 10_000
+
+
+def test_conformal_example_without_mapie(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "mapie", None)  # import mapie now raises ImportError
+    monkeypatch.setitem(sys.modules, "mapie.regression", None)
+    assert load("examples/plot_08_conformal_mapie.py").main([]) is None
+    assert "pip install 'autodeuq[conformal]'" in capsys.readouterr().out

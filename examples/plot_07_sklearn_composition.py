@@ -1,0 +1,136 @@
+"""Composition with Pipeline, GridSearchCV and cross_val_score
+===========================================================
+
+Every autodeuq estimator is an ordinary scikit-learn regressor, so the tools built for those
+work on it unchanged. This step puts a network in a :class:`~sklearn.pipeline.Pipeline` (a
+``StandardScaler`` stands in for your own preprocessing; the estimator standardizes its
+inputs anyway), tunes it with :class:`~sklearn.model_selection.GridSearchCV`, and compares one
+network with a deep ensemble of the chosen one by :func:`~sklearn.model_selection.cross_val_score`.
+
+Two things to know. First, ``Pipeline.predict(X, return_std=True)`` passes ``return_std`` to
+the last step, so a pipeline predicts the standard deviation too (and so MAPIE can use it,
+step 8). Second, scikit-learn's default score for a regressor is R², which looks at the mean
+alone: a model that is wrong about its own uncertainty scores as well as one that is right. A
+scorer is any function ``scorer(estimator, X, y)`` returning a number where higher is better,
+so minus the Gaussian NLL of ``predict(X, return_std=True)`` makes the search choose by the
+quality of the whole predictive distribution. The folds are shuffled: the data are sorted by
+island, and unshuffled folds would hold out a whole island, which tests extrapolation instead.
+
+Run it with ``python examples/plot_07_sklearn_composition.py [--max-epochs 500] [--out FIG.png]``.
+"""
+
+import argparse
+import os
+import sys
+
+from sklearn.model_selection import GridSearchCV, KFold, cross_val_score
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+
+from autodeuq import DeepEnsembleRegressor, GaussianMLPRegressor
+from autodeuq.datasets import make_tutorial_regression
+from autodeuq.uncertainty import gaussian_nll
+
+
+def neg_nll(estimator, X, y):
+    """Minus the mean Gaussian NLL of ``estimator``'s predictions (higher is better)."""
+    mean, std = estimator.predict(X, return_std=True)
+    return -gaussian_nll(y, mean, std)
+
+
+def pyplot():
+    """matplotlib.pyplot on the Agg backend where there is no display, or None without it."""
+    try:
+        import matplotlib
+    except ImportError:
+        print("matplotlib is not installed: no figure (pip install 'autodeuq[plot]')")
+        return None
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY")
+                                                 or os.environ.get("WAYLAND_DISPLAY")):
+        matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot(cv_scores, out):
+    plt = pyplot()
+    if plt is None:
+        return
+    fig, ax = plt.subplots(figsize=(6, 3.5), constrained_layout=True)
+    names = list(cv_scores)
+    ax.boxplot([-cv_scores[n] for n in names], tick_labels=names)
+    ax.set(ylabel="NLL on the held-out fold (lower is better)",
+           title="cross-validated NLL")
+    if out:
+        fig.savefig(out, dpi=110)
+        plt.close(fig)
+        print(f"figure saved to {out}")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--max-epochs", type=int, default=500,
+                        help="most epochs of every network (default: 500; early stopping ends "
+                             "most sooner)")
+    parser.add_argument("--cv", type=int, default=3, help="folds (default: 3)")
+    parser.add_argument("--members", type=int, default=2,
+                        help="networks of the deep ensemble compared (default: 2)")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--out", default=None, help="save the figure there (needs matplotlib)")
+    args = parser.parse_args(argv)
+
+    X_train, y_train, X_test, _ = make_tutorial_regression(random_state=args.seed)
+    pipe = Pipeline([
+        ("scale", StandardScaler()),
+        ("net", GaussianMLPRegressor(max_epochs=args.max_epochs, random_state=args.seed)),
+    ])
+    folds = KFold(args.cv, shuffle=True, random_state=args.seed)
+    grid = {"net__hidden_layer_sizes": [(32,), (128, 128)], "net__learning_rate": [3e-3, 1e-2]}
+    search = GridSearchCV(pipe, grid, cv=folds, scoring={"nll": neg_nll, "r2": "r2"},
+                          refit="nll")
+    search.fit(X_train, y_train)
+
+    print(f"GridSearchCV, {len(search.cv_results_['params'])} candidates x {args.cv} folds, "
+          "chosen by NLL:")
+    print(f"{'hidden layers':<15}{'learning rate':>14}{'NLL':>8}{'R2':>7}{'rank':>6}")
+    for i, params in enumerate(search.cv_results_["params"]):
+        print(f"{params['net__hidden_layer_sizes']!s:<15}{params['net__learning_rate']:>14g}"
+              f"{-search.cv_results_['mean_test_nll'][i]:>8.3f}"
+              f"{search.cv_results_['mean_test_r2'][i]:>7.3f}"
+              f"{search.cv_results_['rank_test_nll'][i]:>6}")
+    print(f"best: {search.best_params_}")
+
+    best = search.best_estimator_  # a fitted Pipeline, refitted on all the training data
+    _, std = best.predict(X_test, return_std=True)  # return_std goes to the last step
+    x = X_test[:, 0]
+    inside = ((x >= -30) & (x <= -20)) | ((x >= 20) & (x <= 30))
+    print(f"the tuned pipeline's std on the test grid: {std[inside].mean():.3f} inside the "
+          f"training range, {std[~inside].mean():.3f} outside")
+
+    # The tuned network alone against a deep ensemble of it, by cross-validated NLL.
+    network = best.named_steps["net"]
+    ensemble = Pipeline([("scale", StandardScaler()), ("ensemble", DeepEnsembleRegressor(
+        network, n_members=args.members, random_state=args.seed))])
+    cv_scores = {
+        "one network": cross_val_score(best, X_train, y_train, cv=folds, scoring=neg_nll),
+        f"ensemble of {args.members}": cross_val_score(ensemble, X_train, y_train, cv=folds,
+                                                       scoring=neg_nll),
+    }
+    print("\ncross_val_score, NLL per fold (the folds lie inside the training range, where an "
+          "ensemble gains little: its strength is off the data, step 5):")
+    for name, scores in cv_scores.items():
+        print(f"  {name:<16}" + "  ".join(f"{-s:.3f}" for s in scores)
+              + f"   mean {-scores.mean():.3f}")
+    plot(cv_scores, args.out)
+    return {"search": search, "cv_scores": cv_scores}
+
+
+if __name__ == "__main__":
+    import torch
+
+    torch.set_num_threads(1)  # networks this small train fastest on one thread
+    main()
+    plt = pyplot()
+    if plt is not None and plt.get_backend().lower() != "agg":
+        plt.show()
