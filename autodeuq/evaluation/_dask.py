@@ -9,6 +9,7 @@ closed.
 """
 
 import functools
+import itertools
 import logging
 import math
 import os
@@ -258,6 +259,7 @@ class DaskEvaluator(Evaluator):
         self._device = "cpu"
         self._gpu_resource = False
         self._token = uuid.uuid4().hex[:8]
+        self._serial = itertools.count()  # makes every Dask key new (see _key)
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -574,10 +576,12 @@ class DaskEvaluator(Evaluator):
                 self._track(futures, bundles, submitted)
 
     def _key(self, kind, meta):
-        """A Dask key new for each submission: a trial sent again after its worker was lost
-        before it started keeps its attempt number, so its key counts those too."""
+        """A Dask key new for each submission. Reusing one (NAS's rescoring and its refit both
+        submit trial -1) would hand back the earlier result while Dask still holds it: the
+        weights of another configuration."""
         again = f"r{meta['requeued']}" if meta.get("requeued") else ""
-        return f"autodeuq-{kind}-{self._token}-{meta['trial_id']}-{meta['attempts']}{again}"
+        return (f"autodeuq-{kind}-{self._token}-{meta['trial_id']}-{meta['attempts']}{again}"
+                f"-{next(self._serial)}")
 
     def _track(self, futures, metas, submitted):
         self._completed.update(futures)
