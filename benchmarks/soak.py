@@ -3,8 +3,8 @@
 ``NASRegressor(max_evals=--trials)`` runs short candidates (one hidden layer of 4-16 units,
 ``--max-epochs`` epochs on ``--rows`` rows) with a ``checkpoint_dir``, on a cluster of
 ``--workers`` single-threaded worker processes, each watched by a Dask nanny, as the embedded
-cluster is. Every ``--kill-every`` seconds a thread SIGKILLs one worker process (a busy one
-when there is one, in turn); its nanny starts it again. Each trial the kill interrupts is
+cluster is. Every ``--kill-every`` seconds a thread SIGKILLs one running worker process (a
+busy one when there is one, in turn); its nanny starts it again. Each trial the kill interrupts is
 retried once (or sent again without spending an attempt if it was only queued there); a trial
 killed on both attempts is recorded as ``lost``.
 
@@ -86,9 +86,11 @@ class Killer(threading.Thread):
                 logger.warning("no kill this time: %s: %s", type(exc).__name__, exc)
 
     def _kill_one(self):
-        workers = sorted(self.client.scheduler_info(n_workers=-1)["workers"])
+        # Only workers that are up (not one its nanny is still starting), busy ones first.
+        info = self.client.scheduler_info(n_workers=-1)["workers"]
+        workers = sorted(w for w, about in info.items() if about.get("status") == "running")
         busy = sorted(w for w, keys in self.client.processing().items() if keys)
-        candidates = busy or workers
+        candidates = [w for w in busy if w in workers] or workers
         if not candidates:
             return
         address = candidates[self._turn % len(candidates)]

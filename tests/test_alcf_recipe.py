@@ -119,3 +119,71 @@ def test_driver_fits_on_the_recipe_cluster_and_saves(recipe_cluster, tmp_path, c
     # The job's cluster is left running for whatever comes next.
     with Client(scheduler_file=str(scheduler_file)) as client:
         assert len(client.scheduler_info(n_workers=-1)["workers"]) == 2
+
+
+# Stand-ins for what only Polaris has: mpiexec runs its command once per rank on this machine,
+# setting the local rank as mpiexec does there; module and conda do nothing (the test's own
+# environment is the venv the job activates).
+FAKE_MPIEXEC = """#!/bin/bash
+n=1; ppn=1
+while [ $# -gt 0 ]; do
+    case "$1" in
+        -n|--np) n=$2; shift 2 ;;
+        --ppn|-ppn) ppn=$2; shift 2 ;;
+        --hostfile|--depth|-d|--cpu-bind) shift 2 ;;
+        *) break ;;
+    esac
+done
+pids=()
+for ((rank = 0; rank < n; rank++)); do
+    PMI_RANK=$rank PMI_LOCAL_RANK=$((rank % ppn)) "$@" &
+    pids+=($!)
+done
+trap 'kill "${pids[@]}" 2>/dev/null' TERM INT
+wait
+"""
+
+
+@pytest.mark.slow
+def test_job_script_runs_end_to_end(tmp_path):
+    """The whole job script, with a stand-in mpiexec: scheduler, two GPU workers, the driver
+    (on the CPU), the saved model, and the cluster stopped at the end."""
+    pytest.importorskip("distributed")
+    import autodeuq
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, text in (("mpiexec", FAKE_MPIEXEC), ("module", "#!/bin/sh\n"),
+                       ("conda", "#!/bin/sh\n")):
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
+    (tmp_path / "nodefile").write_text("localhost\n")
+    env = {**os.environ,
+           "PATH": os.pathsep.join([str(bin_dir), str(Path(sys.executable).parent),
+                                    os.environ.get("PATH", "")]),
+           "PBS_O_WORKDIR": str(tmp_path), "PBS_NODEFILE": str(tmp_path / "nodefile"),
+           "PBS_JOBID": "123.polaris-pbs-01", "RECIPE_DIR": str(RECIPE),
+           "VENV": sys.prefix, "GPUS_PER_NODE": "2", "LOCAL_ROOT": str(tmp_path / "local"),
+           "SCHEDULER_PORT": "0", "DASHBOARD_PORT": "0", "TIME_BUDGET": "600",
+           "DRIVER_ARGS": "--cpu --max-evals 2 --max-epochs 20 --max-layers 1 "
+                          "--ensemble-size 2"}
+    job = subprocess.Popen([BASH, str(RECIPE / "polaris_job.sh")], env=env, cwd=tmp_path,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                           start_new_session=True)
+    try:
+        output, _ = job.communicate(timeout=600)
+    finally:
+        if job.poll() is None:
+            os.killpg(job.pid, 15)
+            job.wait(timeout=30)
+    assert job.returncode == 0, output
+    run_dir = tmp_path / "runs" / "autodeuq"
+    assert "2 workers joined" in output
+    assert (run_dir / "123" / "scheduler.log").is_file()
+    assert len(list((run_dir / "checkpoint").iterdir())) > 0
+    model = autodeuq.load(run_dir / "model.autodeuq")
+    assert model.predict(np.zeros((1, 1))).shape == (1,)
+    # Each worker kept its files on the node-local root, one folder per GPU.
+    assert sorted(p.name for p in (tmp_path / "local").glob("dask-*/gpu*")) == ["gpu0", "gpu1"]
+    # The job stopped its cluster on the way out: a scheduler removes its file when it stops.
+    assert not (run_dir / "123" / "scheduler.json").exists()

@@ -8,7 +8,7 @@
 # the model. Everything this job writes goes to runs/$RUN_NAME/ under the folder it was
 # submitted from (the shared file system, which every node and the driver read): the
 # scheduler file, the logs, the model, and the search's checkpoint, which the next job with the
-# same RUN_NAME resumes from. See README.md for each step.
+# same RUN_NAME resumes from. See README.md for each step and the settings below.
 #PBS -N autodeuq
 #PBS -q debug
 #PBS -l select=2:system=polaris
@@ -19,12 +19,15 @@
 
 set -eo pipefail
 
-# -- settings (override at submission: qsub -v TIME_BUDGET=900,RUN_NAME=mine ...) -----------
-RECIPE_DIR=${PBS_O_WORKDIR:-$(pwd)}          # this folder: the wrapper and the driver
+# -- settings (override at submission: qsub -v TIME_BUDGET=1800,RUN_NAME=mine ...) ----------
+RECIPE_DIR=${RECIPE_DIR:-$PBS_O_WORKDIR}     # the wrapper and the driver: qsub from their folder
 VENV=${VENV:-$RECIPE_DIR/venv}               # a venv on top of the conda module, see README
 RUN_NAME=${RUN_NAME:-autodeuq}
+RUN_DIR=${RUN_DIR:-$PBS_O_WORKDIR/runs/$RUN_NAME}  # model, checkpoint, logs: shared file system
 TIME_BUDGET=${TIME_BUDGET:-900}              # seconds of search; leave time for the refit
-GPUS_PER_NODE=4                              # Polaris: 4 A100 per node
+GPUS_PER_NODE=${GPUS_PER_NODE:-4}            # Polaris: 4 A100 per node
+LOCAL_ROOT=${LOCAL_ROOT:-/local/scratch}     # node-local disk, for the workers' files
+SCHEDULER_PORT=${SCHEDULER_PORT:-8786}
 DASHBOARD_PORT=${DASHBOARD_PORT:-8787}
 # Extra options of the driver, e.g. DRIVER_ARGS="--data /eagle/PROJ/data.csv --target y"
 DRIVER_ARGS=${DRIVER_ARGS:-}
@@ -38,7 +41,6 @@ export GPUS_PER_NODE
 
 NNODES=$(wc -l < "$PBS_NODEFILE")
 NWORKERS=$((NNODES * GPUS_PER_NODE))
-RUN_DIR=$RECIPE_DIR/runs/$RUN_NAME
 JOB_DIR=$RUN_DIR/${PBS_JOBID%%.*}            # this job's scheduler file and logs
 mkdir -p "$JOB_DIR"
 SCHEDULER_FILE=$JOB_DIR/scheduler.json
@@ -53,7 +55,7 @@ trap 'kill $(jobs -p) 2>/dev/null || true' EXIT
 # -- 1. the scheduler: one rank on the first node --------------------------------------------
 mpiexec -n 1 --ppn 1 --hostfile "$JOB_DIR/first_node" \
     dask scheduler --scheduler-file "$SCHEDULER_FILE" \
-    --dashboard-address ":$DASHBOARD_PORT" \
+    --port "$SCHEDULER_PORT" --dashboard-address ":$DASHBOARD_PORT" \
     > "$JOB_DIR/scheduler.log" 2>&1 &
 
 for _ in $(seq 120); do
@@ -67,7 +69,7 @@ fi
 
 # -- 2. the workers: one rank per GPU on every node, 16 hardware threads each ----------------
 mpiexec -n "$NWORKERS" --ppn "$GPUS_PER_NODE" --depth 16 --cpu-bind depth \
-    "$RECIPE_DIR/dask_gpu_worker.sh" "$SCHEDULER_FILE" /local/scratch \
+    "$RECIPE_DIR/dask_gpu_worker.sh" "$SCHEDULER_FILE" "$LOCAL_ROOT" \
     > "$JOB_DIR/workers.log" 2>&1 &
 
 # -- 3. the driver: waits for all the workers, searches, saves -------------------------------
