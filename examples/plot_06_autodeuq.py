@@ -113,13 +113,20 @@ def main(argv=None):
     print(f"\n{len(auto.search_results_)} candidates searched in {auto.search_time_:.0f}s, "
           f"{auto.n_candidates_} in the catalogue; the selection's validation NLL "
           f"{auto.validation_nll_:.3f}; stds recalibrated by x{auto.std_scale_:.2f}")
-    print("the ensemble's networks (trial: the candidate whose configuration it has):")
+    # A configuration selected with a large weight is trained as several networks.
+    by_trial = {}
     for member in auto.members_:
+        by_trial.setdefault(member["trial_id"], []).append(member)
+    print(f"the ensemble's {len(auto.members_)} networks, by the searched candidate whose "
+          "configuration they have:")
+    for trial_id, members in by_trial.items():
+        config = members[0]["config"]
         layers = ", ".join(f"{layer['units']} {layer['activation']}"
-                           for layer in member["config"]["layers"])
-        print(f"  w={member['weight']:.2f}  trial {member['trial_id']:>3}  [{layers}]  "
-              f"{member['config']['optimizer']} lr={member['config']['learning_rate']:.1e}  "
-              f"candidate's valid NLL {member['valid_nll']:.3f}")
+                           for layer in config["layers"])
+        print(f"  trial {trial_id:>3}: {len(members)} network(s), weight "
+              f"{sum(m['weight'] for m in members):.2f}  [{layers}]  {config['optimizer']} "
+              f"lr={config['learning_rate']:.1e}  its validation NLL "
+              f"{members[0]['valid_nll']:.3f}")
 
     unc = auto.predict_uncertainty(X_test)  # mean, total, aleatoric and epistemic std
     total, aleatoric, epistemic = unc.total_std, unc.aleatoric_std, unc.epistemic_std

@@ -192,10 +192,11 @@ def test_composition_example(figure, capsys):
     # Chosen by NLL, not by the default R2.
     assert search.best_index_ == int(np.argmax(search.cv_results_["mean_test_nll"]))
     assert search.best_estimator_.named_steps["net"].n_features_in_ == 1
+    assert sorted(result["held_out"]) == ["left", "right"]  # one fold per island
     for scores in result["cv_scores"].values():
         assert len(scores) == 2
         assert np.all(np.isfinite(scores))
-    assert "cross_val_score" in capsys.readouterr().out
+    assert "cross_val_score with GroupKFold" in capsys.readouterr().out
     assert figure.stat().st_size > 10_000
 
 
