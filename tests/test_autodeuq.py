@@ -165,3 +165,39 @@ def test_on_a_real_cluster(client, regression_data):
 @parametrize_with_checks([auto(max_evals=3, search_space={**SPACE, "learning_rate": 1e-2})])
 def test_sklearn_compatible(estimator, check):
     check(estimator)
+
+
+def test_the_time_budget_keeps_time_for_the_refit():
+    # Three rounds of refits (5 members, 2 at a time), each as long as the median training
+    # time of the best five candidates, scaled to the refit's rows.
+    timed = [(0.1, 4.0), (0.2, 6.0), (0.3, 8.0), (0.4, 2.0), (0.5, 6.0), (9.0, 100.0)]
+    est = AutoDEUQRegressor(time_budget=300, ensemble_size=5)
+    assert est._time_reserve(timed, capacity=2, refit_rows=1.25) == pytest.approx(3 * 6 * 1.25)
+    assert est._time_reserve(timed, capacity=8, refit_rows=1.0) == pytest.approx(6)
+    assert est._time_reserve([], capacity=2, refit_rows=1.25) == 0  # nothing to size it by
+    assert AutoDEUQRegressor(time_budget=20)._time_reserve(timed, 2, 1.25) == 10  # half at most
+    assert AutoDEUQRegressor(time_budget=300, refit=False)._time_reserve(timed, 2, 1.25) == 0
+    assert AutoDEUQRegressor(max_evals=5)._time_reserve(timed, 2, 1.25) == 0
+
+
+def test_refits_end_at_the_time_budgets_deadline(regression_data, monkeypatch):
+    import time
+
+    from autodeuq.estimators import _search_base
+
+    seen = []
+    real = _search_base.run_refits
+
+    def recording(evaluator, configs, seeds, holdout, deadline=None):
+        seen.append(deadline)
+        return real(evaluator, configs, seeds, holdout, deadline=deadline)
+
+    monkeypatch.setattr(_search_base, "run_refits", recording)
+    X, y, _, _ = regression_data
+    start = time.time()
+    est = auto(time_budget=120).fit(X, y)
+    assert len(est.members_) == 3
+    [deadline] = seen
+    assert start + 120 <= deadline <= time.time() + 120
+    auto().fit(X, y)  # no time budget: no deadline
+    assert seen[-1] is None

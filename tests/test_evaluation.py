@@ -159,6 +159,63 @@ def test_time_budget_stops_the_search(data):
     assert results[0].status == "success"  # stopped with its best weights, not thrown away
 
 
+class DeadlineRecorder(SerialEvaluator):
+    """A serial evaluator that records every submission's deadline and time."""
+
+    def __init__(self):
+        super().__init__()
+        self.submitted = []
+
+    def submit(self, trial_id, config, seed, deadline=None, **options):
+        self.submitted.append((trial_id, time.time(), deadline))
+        super().submit(trial_id, config, seed, deadline=deadline, **options)
+
+
+def test_the_reserve_ends_the_search_before_the_budget(data):
+    # The end of the budget is kept for the refit: trials stop at the budget less the
+    # reserve, and none starts once only the reserve is left.
+    search = ListSearch([{**NET, "max_epochs": 100000, "patience": None}])
+    asked = []
+
+    def reserve(capacity):
+        asked.append(capacity)
+        return 1.5
+
+    start = time.monotonic()
+    with DeadlineRecorder() as evaluator:
+        evaluator.start(data)
+        results = run_search(search, evaluator, np.random.SeedSequence(0), time_budget=2.0,
+                             reserve=reserve)
+    elapsed = time.monotonic() - start
+    assert [r.status for r in results] == ["success"]  # one trial: then only the reserve left
+    [(_, submitted, deadline)] = evaluator.submitted
+    assert deadline - submitted == pytest.approx(0.5, abs=0.2)
+    assert elapsed < 2.0
+    assert asked and set(asked) == {evaluator.capacity}
+
+
+def test_no_reserve_keeps_the_whole_budget_for_the_search(data):
+    search = ListSearch([NET])
+    with DeadlineRecorder() as evaluator:
+        evaluator.start(data)
+        run_search(search, evaluator, np.random.SeedSequence(0), max_evals=1, time_budget=60)
+        run_search(ListSearch([NET]), evaluator, np.random.SeedSequence(0), max_evals=1)
+    (_, t0, with_budget), (_, _, without) = evaluator.submitted
+    assert with_budget - t0 == pytest.approx(60, abs=1)
+    assert without is None
+
+
+def test_refits_end_at_the_deadline(data):
+    endless = {**NET, "max_epochs": 100000, "patience": None}
+    start = time.monotonic()
+    with DeadlineRecorder() as evaluator:
+        evaluator.start(data)
+        [refit] = run_refits(evaluator, [endless], [0], 0.1, deadline=time.time() + 0.5)
+    assert refit.status == "success"  # the best weights when the deadline came
+    assert time.monotonic() - start < 10
+    assert evaluator.submitted[0][2] is not None
+
+
 # -- the journal -----------------------------------------------------------------------------
 
 

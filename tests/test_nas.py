@@ -307,3 +307,11 @@ def test_search_starts_from_the_default_network(regression_data):
     assert given.best_params_ == scratch.best_params_
     with pytest.raises(ValueError, match=r"initial_configs\[0\]"):
         nas(initial_configs=[{"units_1": 1000}]).fit(X, y)
+
+
+def test_the_time_budget_keeps_time_for_rescoring_and_refit():
+    timed = [(0.1, 4.0), (0.2, 2.0)]
+    # rescoring the best 3 two at a time (2 rounds), then the winner's refit (1)
+    assert NASRegressor(time_budget=300)._time_reserve(timed, 2, 1.0) == pytest.approx(9)
+    assert NASRegressor(time_budget=300, rescore_top=1)._time_reserve(timed, 2, 1.0) == 3
+    assert NASRegressor(time_budget=300, refit=False)._time_reserve(timed, 2, 1.0) == 0

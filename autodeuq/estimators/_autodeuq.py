@@ -130,6 +130,10 @@ early_discard, security
         self.early_discard = early_discard
         self.security = security
 
+    def _after_search_rounds(self, capacity):
+        # ensemble_size refits, capacity at a time
+        return math.ceil(self.ensemble_size / capacity) if self.refit else 0
+
     def fit(self, X, y):
         """Search, then select the ensemble from the catalogue of candidates.
 

@@ -33,8 +33,12 @@ class NASRegressor(SearchRegressorBase):
         Candidates to train. The search stops at ``max_evals`` or ``time_budget``, whichever
         comes first.
     time_budget : float or None, default=None
-        Seconds of search. At the budget no new candidate starts; running ones stop with
-        their best weights so far.
+        Seconds for the whole fit, from the search's start (the cluster is up) to the fitted
+        model. The search stops starting candidates early enough to leave the refit the time
+        it should take (as long as the best candidates took to train, scaled to all the data;
+        never more than half the budget), and running candidates and refits stop at their
+        deadline with their best weights so far. Not counted: checking the data and starting
+        the cluster before, selection and recalibration after (seconds).
     n_jobs : int or None, default=None
         Worker processes of the embedded Dask cluster; None or -1 for every core.
     backend : {"dask", "serial"}, default="dask"
@@ -149,6 +153,12 @@ class NASRegressor(SearchRegressorBase):
         self.verbose = verbose
         self.early_discard = early_discard
         self.security = security
+
+    def _after_search_rounds(self, capacity):
+        # the rescoring of the best rescore_top, then the winner's refit
+        if not self.refit:
+            return 0
+        return 1 + (math.ceil(self.rescore_top / capacity) if self.rescore_top > 1 else 0)
 
     def fit(self, X, y):
         """Search, then keep the best candidate.

@@ -68,6 +68,7 @@ class SearchOutcome:
     n_features: int
     wall_time: float
     refit_seeds: np.random.SeedSequence
+    deadline: float | None = None  # Unix time the time budget ends: refits end there too
 
 
 def _positive_int(name, value, fix, allow_none=True):
@@ -93,7 +94,7 @@ class SearchRegressorBase(UncertaintyRegressorMixin, RegressorMixin, BaseEstimat
 
     def _check_search_params(self):
         _positive_int("max_evals", self.max_evals, "Give the number of candidates to train.")
-        _positive_real("time_budget", self.time_budget, "Give the search's wall time.")
+        _positive_real("time_budget", self.time_budget, "Give the fit's wall time.")
         if self.max_evals is None and self.time_budget is None:
             raise ValueError("max_evals and time_budget must not both be None: the search would "
                              "never end. Set max_evals=50, time_budget=300, or both.")
@@ -320,11 +321,22 @@ class SearchRegressorBase(UncertaintyRegressorMixin, RegressorMixin, BaseEstimat
                         rung_table.record(result)
                     on_result(journal.read_arrays(result))
 
+            # (objective, duration) of every successful trial: what the time budget keeps
+            # for the refit is sized by the training time of the best of them.
+            timed = [(r.objective, r.duration) for r in done if r.ok]
+
             def record(result):
                 if journal is not None:
                     journal.append(result)
                 finished.append(result.trial_id)
+                if result.ok:
+                    timed.append((result.objective, result.duration))
                 on_result(result)
+
+            refit_rows = (1 - REFIT_HOLDOUT) * n / len(data["X_train"])
+
+            def reserve(capacity):
+                return self._time_reserve(timed, capacity, refit_rows)
 
             # Checks verbose before a cluster starts; run_search starts and closes it.
             progress = SearchProgress(self.verbose, offset=math.log(y_scale), previous=done)
@@ -332,10 +344,12 @@ class SearchRegressorBase(UncertaintyRegressorMixin, RegressorMixin, BaseEstimat
             with self._make_evaluator() as evaluator:
                 try:
                     evaluator.start(data)
+                    deadline = (None if self.time_budget is None
+                                else time.time() + self.time_budget)
                     results = run_search(search, evaluator, trial_seq, max_evals=self.max_evals,
                                          time_budget=self.time_budget, on_result=record,
                                          n_done=len(done), progress=progress,
-                                         rung_table=rung_table)
+                                         rung_table=rung_table, reserve=reserve)
                 except WorkersLostError as exc:  # say what is kept and how to go on
                     exc.args = (f"{exc} {self._resume_hint(len(done) + len(finished))}",)
                     raise
@@ -343,10 +357,31 @@ class SearchRegressorBase(UncertaintyRegressorMixin, RegressorMixin, BaseEstimat
                                         y_mean=y_mean, y_scale=y_scale, data=data,
                                         n_features=X.shape[1],
                                         wall_time=time.monotonic() - start,
-                                        refit_seeds=refit_seq)
+                                        refit_seeds=refit_seq, deadline=deadline)
                 self._check_some_succeeded(outcome)
                 self.refit_time_ = 0.0  # _refit_members sets it when there is a refit
                 return finish(outcome, evaluator)
+
+    def _after_search_rounds(self, capacity):
+        """Rounds of training after the search, each about one good candidate trained on all
+        the data, with ``capacity`` trials at once (0: none). Subclasses that refit say."""
+        return 0
+
+    def _time_reserve(self, timed, capacity, refit_rows):
+        """Seconds of the time budget kept for the refit, so that the whole fit, not only the
+        search, keeps to it.
+
+        Each round after the search is taken to last as long as the median training time of
+        the best five successful trials so far (the ones selection picks), scaled by the
+        refit's rows over a trial's (``refit_rows``). Nothing is kept before a trial
+        succeeds, and never more than half the budget: the search always has the other half.
+        """
+        rounds = self._after_search_rounds(max(1, capacity))
+        if not rounds or not timed or self.time_budget is None:
+            return 0.0
+        best = sorted(timed, key=lambda pair: pair[0])[:5]
+        typical = float(np.median([duration for _, duration in best]))
+        return min(rounds * typical * refit_rows, self.time_budget / 2)
 
     def _resume_hint(self, n_finished):
         """How to recover from a search cut short, with or without ``checkpoint_dir``."""
@@ -403,9 +438,11 @@ class SearchRegressorBase(UncertaintyRegressorMixin, RegressorMixin, BaseEstimat
     @staticmethod
     def _retrain(outcome, evaluator, trials, holdout):
         """Train each trial's configuration again on all the data split anew (``holdout`` of
-        it to early-stop on), from fresh seeds; the results, in order."""
+        it to early-stop on), from fresh seeds, ending at the time budget's deadline at the
+        latest; the results, in order."""
         seeds = [int(s.generate_state(1)[0]) for s in outcome.refit_seeds.spawn(len(trials))]
-        return run_refits(evaluator, [t.config for t in trials], seeds, holdout)
+        return run_refits(evaluator, [t.config for t in trials], seeds, holdout,
+                          deadline=outcome.deadline)
 
     def _refit_members(self, outcome, evaluator, trials):
         """Each trial's configuration trained again on all the data, as fitted members.

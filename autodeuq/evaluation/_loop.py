@@ -24,12 +24,13 @@ def trial_seed(sequence, trial_id):
 
 
 def run_search(search, evaluator, seed_sequence, *, max_evals=None, time_budget=None,
-               on_result=None, n_done=0, progress=None, rung_table=None):
+               on_result=None, n_done=0, progress=None, rung_table=None, reserve=None):
     """Run a search until ``max_evals`` trials finished or ``time_budget`` seconds passed.
 
     A new trial is submitted the moment a worker frees, so no worker waits for the slowest.
     When the time budget runs out no new trial starts, and running ones end with the best
-    weights they have (every trial carries the budget's deadline).
+    weights they have (every trial carries the budget's deadline). ``reserve`` keeps the end
+    of the budget for work after the search (the refit).
 
     Parameters
     ----------
@@ -54,6 +55,11 @@ def run_search(search, evaluator, seed_sequence, *, max_evals=None, time_budget=
         Early discarding: each trial is submitted with the rung thresholds of the values
         recorded so far (frozen then), and each finished trial's rung values are recorded
         in it (a resumed search records the earlier trials before the call).
+    reserve : callable or None, default=None
+        With ``time_budget``: ``reserve(capacity)`` returns the seconds to keep at the end of
+        the budget for what follows the search. It is asked before each submission, so it can
+        grow with what the finished trials show; the search stops starting trials when no
+        more than that is left, and each trial's deadline leaves it free.
 
     Returns
     -------
@@ -61,10 +67,13 @@ def run_search(search, evaluator, seed_sequence, *, max_evals=None, time_budget=
         The trials finished by this call, in the order they finished.
     """
     start = time.monotonic()
-    deadline = None if time_budget is None else time.time() + time_budget
 
     def time_left():
-        return None if time_budget is None else time_budget - (time.monotonic() - start)
+        """Seconds the search may still use: the budget's rest less the reserve."""
+        if time_budget is None:
+            return None
+        kept = 0.0 if reserve is None else reserve(evaluator.capacity)
+        return time_budget - kept - (time.monotonic() - start)
 
     def may_start():
         left = time_left()
@@ -78,8 +87,10 @@ def run_search(search, evaluator, seed_sequence, *, max_evals=None, time_budget=
             while may_start() and evaluator.n_running < max(1, evaluator.capacity):
                 trial = search.ask()
                 options = {} if rung_table is None else {"rungs": rung_table.rungs()}
+                left = time_left()
                 evaluator.submit(trial.trial_id, trial.config,
-                                 trial_seed(seed_sequence, trial.trial_id), deadline=deadline,
+                                 trial_seed(seed_sequence, trial.trial_id),
+                                 deadline=None if left is None else time.time() + left,
                                  **options)
                 n_started += 1
                 if progress is not None:
@@ -109,7 +120,7 @@ def run_search(search, evaluator, seed_sequence, *, max_evals=None, time_budget=
     return results
 
 
-def run_refits(evaluator, configs, seeds, holdout):
+def run_refits(evaluator, configs, seeds, holdout, deadline=None):
     """Train each configuration again on all the data, in parallel on the evaluator's workers.
 
     Each refit early-stops on its own ``holdout`` fraction of the data, drawn from its seed
@@ -122,6 +133,9 @@ def run_refits(evaluator, configs, seeds, holdout):
     configs : list of dict
     seeds : list of int
     holdout : float
+    deadline : float or None, default=None
+        Unix time at which every refit ends with the best weights it has (the end of the
+        fit's time budget).
 
     Returns
     -------
@@ -131,7 +145,7 @@ def run_refits(evaluator, configs, seeds, holdout):
     """
     results = {}
     for position, (config, seed) in enumerate(zip(configs, seeds, strict=True)):
-        evaluator.submit(-1 - position, config, seed, holdout=holdout)
+        evaluator.submit(-1 - position, config, seed, deadline=deadline, holdout=holdout)
     while evaluator.n_running:
         for result in evaluator.collect():
             results[-1 - result.trial_id] = result
