@@ -191,7 +191,8 @@ def test_the_reserve_ends_the_search_before_the_budget(data):
     [(_, submitted, deadline)] = evaluator.submitted
     assert deadline - submitted == pytest.approx(0.5, abs=0.2)
     assert elapsed < 2.0
-    assert asked and set(asked) == {evaluator.capacity}
+    assert asked
+    assert set(asked) == {evaluator.capacity}
 
 
 def test_no_reserve_keeps_the_whole_budget_for_the_search(data):
