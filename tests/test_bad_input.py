@@ -583,6 +583,7 @@ BAD_SPACES = [
     ("dict entry", {**SPACE, "units_1": {"type": "int"}}, TypeError,
      "dimensions['units_1'] must be"),
     ("unnamed", {"": 3}, TypeError, "dimension names must be non-empty str"),
+    ("empty", {}, ConfigError, "search_space must have at least one dimension"),
     ("unknown name", {**SPACE, "colour": "red"}, ConfigError, "got ['colour']"),
     ("value out of rule", {**SPACE, "learning_rate": Float(-1.0, 1.0)}, ConfigError,
      "search_space['learning_rate'] = Float(-1.0, 1.0) allows -1.0"),

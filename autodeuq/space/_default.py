@@ -289,6 +289,13 @@ def check_space(space):
     """  # noqa: E501
     space = SearchSpace.coerce(space)
     dimensions = space.dimensions
+    if not dimensions:
+        raise ConfigError("search_space must have at least one dimension; got an empty space, "
+                          "in which every candidate would be the same default network. Pass "
+                          "search_space=None for the default space, or add dimensions, e.g. "
+                          "{'num_layers': Int(1, 5), 'units_1': Int(16, 512, log=True)}; for "
+                          "one fixed network trained several times, use "
+                          "DeepEnsembleRegressor.")
     unknown = _layer_keys(dict.fromkeys(dimensions))[3]
     if unknown:
         _fail("search_space names", "num_layers, units_k, activation_k, dropout_k, skip_k_d "
