@@ -388,9 +388,10 @@ def test_external_scheduler(external_cluster, data, how):
     assert {r.worker for r in results} <= set(evaluator_workers)
 
 
-def test_unreachable_scheduler_is_a_clear_error(data):
-    from autodeuq.evaluation import DaskEvaluator
+def test_unreachable_scheduler_is_a_clear_error(data, monkeypatch):
+    from autodeuq.evaluation import DaskEvaluator, _dask
 
+    monkeypatch.setattr(_dask, "_CONNECT_TIMEOUT", "1s")  # Dask retries until then (20 s)
     evaluator = DaskEvaluator(scheduler="tcp://127.0.0.1:9")
     with pytest.raises(ConnectionError, match=r"scheduler='tcp://127\.0\.0\.1:9'"):
         evaluator.start(data)
