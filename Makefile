@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.autodeuq-installed
 PYTEST_ARGS ?=
 
-.PHONY: install demo test lint docs bench bench-uci bench-search bench-memory bench-peer soak clean
+.PHONY: install demo test lint docs bench bench-uci bench-search bench-memory bench-scaling bench-peer soak clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -55,6 +55,11 @@ bench-peer: install
 # Peak RSS over a 500-candidate AutoDEUQ search, three variants (~15 min on 2 cores: not in bench).
 bench-memory: install
 	$(BIN)/python benchmarks/bench_memory.py
+
+# Issue 8: fit time and peak RSS as rows (1k-100k) and evaluations (50-1,000) grow, with the
+# exponent of each (sized for 15-20 min on 2 quiet cores: not in bench).
+bench-scaling: install
+	$(BIN)/python benchmarks/bench_scaling.py
 
 # Issue 6's soak test: 300 short candidates on 2 worker processes, one worker SIGKILLed every
 # 30 s; reports trials finished, retried and lost, and fails if any trial is unaccounted for
