@@ -532,6 +532,8 @@ SEARCH_PARAMS = [
      "recalibrate must be 'widen', 'fit', True or False"),
     ("nas", {"early_discard": "halving"}, ValueError, "early_discard must be None"),
     ("auto", {"security": "tls"}, TypeError, "security must be a distributed.security"),
+    ("nas", {"trials_per_device": 0}, ValueError, "trials_per_device must be an int >= 1"),
+    ("auto", {"trials_per_device": 1.5}, ValueError, "trials_per_device must be an int >= 1"),
 ]
 
 

@@ -137,6 +137,22 @@ def test_a_trial_above_a_rung_threshold_stops_there(data):
     assert (last.status, last.rung_nlls) == ("success", [])
 
 
+def test_a_discarded_trial_is_scored_on_the_validation_part_as_finished_ones_are(data):
+    # With early-stopping rows apart (as the estimators give), rung values are read there,
+    # but the objective the search ranks by is on the validation part for every trial.
+    shifted = {**data, "X_train": data["X_train"][:96], "y_train": data["y_train"][:96],
+               "X_stop": data["X_train"][96:], "y_stop": data["y_train"][96:] + 20}
+    net = {"layers": [{"units": 8}], "learning_rate": 1e-2, "max_epochs": EPOCHS,
+           "patience": None}
+    stopped = train_candidate(net, shifted, seed=3, rungs=((2, -math.inf),))
+    assert (stopped.status, stopped.n_epochs) == ("discarded", 2)
+    rung_value = stopped.rung_nlls[0][1]
+    assert rung_value > 20  # the shifted rows are far from every prediction
+    assert stopped.objective < rung_value / 4  # the validation part is not
+    finished = train_candidate(net, shifted, seed=3)
+    assert abs(stopped.objective - finished.objective) < rung_value / 4  # the same scale
+
+
 # -- in the search ---------------------------------------------------------------------------
 
 

@@ -38,8 +38,8 @@ class AutoDEUQRegressor(SearchRegressorBase):
     Parameters
     ----------
     search_space, algorithm, max_evals, time_budget, n_jobs, backend, scheduler, devices, \
-trial_timeout, validation_fraction, initial_configs, checkpoint_dir, random_state, verbose, \
-early_discard, security
+trials_per_device, trial_timeout, validation_fraction, initial_configs, checkpoint_dir, \
+random_state, verbose, early_discard, security
         As for :class:`NASRegressor`.
     ensemble_size : int, default=5
         Most distinct members (K). A search that yields fewer successful candidates gives an
@@ -103,8 +103,8 @@ early_discard, security
     """
 
     def __init__(self, search_space=None, algorithm="agebo", max_evals=100, time_budget=None,
-                 n_jobs=None, backend="dask", scheduler=None, devices=None, trial_timeout=None,
-                 validation_fraction=0.2, ensemble_size=5, selection="greedy",
+                 n_jobs=None, backend="dask", scheduler=None, devices=None, trials_per_device=1,
+                 trial_timeout=None, validation_fraction=0.2, ensemble_size=5, selection="greedy",
                  max_in_memory=50, refit=True, recalibrate="widen", initial_configs="default",
                  checkpoint_dir=None, random_state=None, verbose=0, early_discard=None,
                  security=None):
@@ -116,6 +116,7 @@ early_discard, security
         self.backend = backend
         self.scheduler = scheduler
         self.devices = devices
+        self.trials_per_device = trials_per_device
         self.trial_timeout = trial_timeout
         self.validation_fraction = validation_fraction
         self.ensemble_size = ensemble_size

@@ -51,6 +51,16 @@ class NASRegressor(SearchRegressorBase):
     devices : None, "cpu" or list, default=None
         GPUs of the embedded cluster, one worker each (ints, ``"cuda:N"`` or MIG UUIDs). None
         uses every visible GPU, or the CPU when there is none.
+    trials_per_device : int, default=1
+        Candidates that train on one GPU at once, for networks too small to fill a GPU alone
+        (each step of a small network is mostly Python overhead, so the GPU idles between
+        steps). The embedded cluster starts that many worker processes per GPU (processes,
+        not threads, so they do not share one GIL), each with ``1 / trials_per_device`` of
+        the GPU as a Dask ``GPU`` resource; on an existing cluster whose workers offer a
+        ``GPU`` resource, each candidate asks for ``1 / trials_per_device`` of one, so start
+        the workers with ``--nthreads 2 --resources GPU=1`` for ``trials_per_device=2``.
+        Each candidate hands the GPU memory it cached back when it ends. On the CPU (no
+        worker offers a ``GPU`` resource) it changes nothing.
     trial_timeout : float or None, default=None
         Seconds of training per candidate before it is recorded as ``"timeout"``.
     validation_fraction : float, default=0.2
@@ -131,10 +141,10 @@ class NASRegressor(SearchRegressorBase):
     """
 
     def __init__(self, search_space=None, algorithm="agebo", max_evals=50, time_budget=None,
-                 n_jobs=None, backend="dask", scheduler=None, devices=None, trial_timeout=None,
-                 validation_fraction=0.2, refit=True, rescore_top=3, initial_configs="default",
-                 checkpoint_dir=None, random_state=None, verbose=0, early_discard=None,
-                 security=None):
+                 n_jobs=None, backend="dask", scheduler=None, devices=None, trials_per_device=1,
+                 trial_timeout=None, validation_fraction=0.2, refit=True, rescore_top=3,
+                 initial_configs="default", checkpoint_dir=None, random_state=None, verbose=0,
+                 early_discard=None, security=None):
         self.search_space = search_space
         self.algorithm = algorithm
         self.max_evals = max_evals
@@ -143,6 +153,7 @@ class NASRegressor(SearchRegressorBase):
         self.backend = backend
         self.scheduler = scheduler
         self.devices = devices
+        self.trials_per_device = trials_per_device
         self.trial_timeout = trial_timeout
         self.validation_fraction = validation_fraction
         self.refit = refit

@@ -110,6 +110,9 @@ class SearchRegressorBase(UncertaintyRegressorMixin, RegressorMixin, BaseEstimat
                              f"{self.devices!r}. Use backend='dask'.")
         self._check_scheduler()
         self._check_devices()
+        _positive_int("trials_per_device", self.trials_per_device, "Use 1 for one candidate "
+                      "per GPU at a time, or 2 to 4 to train several small candidates on each "
+                      "GPU at once.", allow_none=False)
         _positive_real("trial_timeout", self.trial_timeout, "Use None for no limit.")
         if not isinstance(self.verbose, numbers.Integral) or self.verbose < 0:
             raise ValueError(f"verbose must be an int >= 0; got {self.verbose!r}. Use 0 (silent), "
@@ -258,6 +261,7 @@ class SearchRegressorBase(UncertaintyRegressorMixin, RegressorMixin, BaseEstimat
 
         return DaskEvaluator(n_workers=None if self.n_jobs in (None, -1) else self.n_jobs,
                              scheduler=self.scheduler, devices=self.devices,
+                             trials_per_device=self.trials_per_device,
                              trial_timeout=self.trial_timeout, security=self.security)
 
     def _search(self, X, y, on_result, finish):

@@ -4,14 +4,15 @@ Which cluster: the ``scheduler`` parameter when given (a ``Client``, a scheduler
 scheduler-file path, as written by ``dask scheduler --scheduler-file`` on an HPC system), else
 the user's active ``Client``, else an embedded cluster that :meth:`DaskEvaluator.start` starts
 and :meth:`DaskEvaluator.close` closes: one single-threaded worker process per core, or one per
-GPU with ``CUDA_VISIBLE_DEVICES`` pinned. A client or cluster the user made is used and never
-closed.
+GPU with ``CUDA_VISIBLE_DEVICES`` pinned (``trials_per_device`` per GPU to pack small trials).
+A client or cluster the user made is used and never closed.
 """
 
 import functools
 import itertools
 import logging
 import math
+import numbers
 import os
 import statistics
 import threading
@@ -64,6 +65,64 @@ _MAX_REQUEUE = 5
 
 # How long to try to reach an external scheduler (Dask retries until then) before giving up.
 _CONNECT_TIMEOUT = "20s"
+
+# A trial's GPU request is 1/k of a GPU less this relative margin: k requests of exactly 1/k
+# do not always fit in 1 in floating point (k = 9: the ninth finds 1 - 8/9 < 1/9 left).
+_GPU_SHARE_MARGIN = 1e-9
+
+
+def _check_trials_per_device(value):
+    if (not isinstance(value, numbers.Integral) or isinstance(value, bool)) or value < 1:
+        raise ValueError(f"trials_per_device must be an int >= 1; got {value!r}. Use 1 for one "
+                         "trial per GPU at a time, or 2 to 4 to run several small candidates "
+                         "on each GPU at once.")
+
+
+def _gpu_share(trials_per_device):
+    """The ``GPU`` resource one trial asks for when ``trials_per_device`` share a GPU: 1/k,
+    a hair less, so that exactly k fit in one GPU whatever the rounding."""
+    return (1.0 - _GPU_SHARE_MARGIN) / trials_per_device
+
+
+def _gpu_slots(worker, trials_per_device):
+    """Trials a worker (an entry of ``scheduler_info()["workers"]``) runs at once on its GPU
+    resource: as many shares as its ``GPU`` holds, at most its threads (Dask runs one task
+    per thread)."""
+    shares = math.floor(worker.get("resources", {}).get("GPU", 0) * trials_per_device + 1e-9)
+    return min(worker.get("nthreads", 1), shares)
+
+
+def _gpu_worker_specs(gpus, trials_per_device=1, **options):
+    """``SpecCluster`` worker specs of an embedded cluster on GPUs.
+
+    ``trials_per_device`` single-threaded worker processes per GPU (processes, not threads:
+    small networks are bound by per-step Python work, and threads would share one GIL), each
+    pinned to its GPU with ``CUDA_VISIBLE_DEVICES`` and declaring ``1 / trials_per_device``
+    of a ``GPU`` resource, so that a GPU's workers declare one GPU in all.
+
+    Parameters
+    ----------
+    gpus : list of str
+        ``CUDA_VISIBLE_DEVICES`` values, one per GPU (indices or UUIDs).
+    trials_per_device : int, default=1
+    **options
+        More options for every worker's ``Nanny`` (``security``, ``protocol``).
+
+    Returns
+    -------
+    dict
+        Worker name (``gpu-I`` for one trial per GPU, ``gpu-I-J`` for the J-th of several on
+        GPU I) to spec.
+    """
+    from distributed import Nanny
+
+    k = trials_per_device
+    return {
+        (f"gpu-{i}" if k == 1 else f"gpu-{i}-{j}"): {"cls": Nanny, "options": {
+            "nthreads": 1, "host": "127.0.0.1", "resources": {"GPU": 1 / k},
+            "env": {"CUDA_VISIBLE_DEVICES": device}, "dashboard_address": None, **options}}
+        for i, device in enumerate(gpus) for j in range(k)
+    }
 
 
 def available_cores():
@@ -180,9 +239,18 @@ class DaskEvaluator(Evaluator):
         An existing cluster: a ``Client``, a scheduler address (``"tcp://host:8786"``) or the
         path of a scheduler file. None uses the active ``Client``, else an embedded cluster.
     devices : None, "cpu" or sequence of int or str, default=None
-        GPUs of an embedded cluster, one worker each (ints, ``"cuda:1"``-style strings or MIG
-        UUIDs, set as that worker's ``CUDA_VISIBLE_DEVICES``). None uses every visible CUDA
+        GPUs of an embedded cluster, one worker each (``trials_per_device`` each with more;
+        ints, ``"cuda:1"``-style strings or MIG UUIDs, set as that worker's
+        ``CUDA_VISIBLE_DEVICES``). None uses every visible CUDA
         device when there are any, else the CPU; ``"cpu"`` never uses a GPU.
+    trials_per_device : int, default=1
+        Trials that share one GPU at once, for candidates too small to fill a GPU alone. An
+        embedded cluster starts that many single-threaded worker processes per GPU (each
+        pinned to it and declaring ``1 / trials_per_device`` of a ``GPU`` resource); on an
+        existing cluster whose workers offer a ``GPU`` resource, each trial asks for
+        ``1 / trials_per_device`` of one, so a worker started with ``--nthreads 2
+        --resources GPU=1`` runs two trials at once when ``trials_per_device=2``. Without a
+        ``GPU`` resource (on the CPU) it changes nothing.
     trial_timeout : float or None, default=None
         Seconds of training per trial; past it a trial is recorded as ``"timeout"``. A trial
         that does not end by itself (checked after each epoch) is recorded so and cancelled
@@ -231,12 +299,13 @@ class DaskEvaluator(Evaluator):
     the lot instead of one per trial.
     """
 
-    def __init__(self, n_workers=None, scheduler=None, devices=None, trial_timeout=None,
-                 max_retries=1, security=None, task=train_candidate, prefetch=1,
-                 max_prefetch=4, max_bundle=8, no_workers_timeout=None):
+    def __init__(self, n_workers=None, scheduler=None, devices=None, trials_per_device=1,
+                 trial_timeout=None, max_retries=1, security=None, task=train_candidate,
+                 prefetch=1, max_prefetch=4, max_bundle=8, no_workers_timeout=None):
         self.n_workers_param = n_workers
         self.scheduler = scheduler
         self.devices = devices
+        self.trials_per_device = trials_per_device
         self.trial_timeout = trial_timeout
         self.max_retries = max_retries
         self.security = security
@@ -274,7 +343,7 @@ class DaskEvaluator(Evaluator):
 
     def _start_embedded(self):
         import dask
-        from distributed import LocalCluster, Nanny, Scheduler, SpecCluster
+        from distributed import LocalCluster, Scheduler, SpecCluster
 
         gpus = self._gpu_list()
         # A lost worker makes the task fail at once: the evaluator retries it itself. The
@@ -290,19 +359,13 @@ class DaskEvaluator(Evaluator):
         with _START_LOCK, dask.config.set({"distributed.scheduler.allowed-failures": 0,
                               "distributed.scheduler.worker-saturation": saturation}):
             if gpus:
-                workers = {
-                    f"gpu-{i}": {"cls": Nanny, "options": {
-                        "nthreads": 1, "host": "127.0.0.1", "resources": {"GPU": 1},
-                        "env": {"CUDA_VISIBLE_DEVICES": device}, "dashboard_address": None,
-                        **secure}}
-                    for i, device in enumerate(gpus)
-                }
+                workers = _gpu_worker_specs(gpus, self.trials_per_device, **secure)
                 scheduler = {"cls": Scheduler, "options": {
                     "host": "127.0.0.1", "dashboard_address": "127.0.0.1:0", **secure}}
                 cluster = SpecCluster(workers=workers, scheduler=scheduler,
                                       silence_logs=logging.ERROR,
                                       security=secure.get("security"))
-                threads = max(1, available_cores() // len(gpus))
+                threads = max(1, available_cores() // len(workers))
             else:
                 n = self.n_workers_param or available_cores()
                 cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
@@ -337,6 +400,7 @@ class DaskEvaluator(Evaluator):
     def start(self, data):
         from distributed import Client, as_completed, default_client
 
+        _check_trials_per_device(self.trials_per_device)  # before any cluster or connection
         threads = None
         if self.scheduler is not None and isinstance(self.scheduler, Client):
             self._client = self.scheduler
@@ -490,8 +554,8 @@ class DaskEvaluator(Evaluator):
             # Workers starting (or closing) take no trial yet: not counted.
             workers = [w for w in self._client.scheduler_info(n_workers=-1)["workers"].values()
                        if w.get("status", "running") in ("running", "paused")]
-            if self._gpu_resource:
-                count = sum(int(w.get("resources", {}).get("GPU", 0)) for w in workers)
+            if self._gpu_resource:  # trial slots: fractions of GPUs, shared by threads
+                count = sum(_gpu_slots(w, self.trials_per_device) for w in workers)
             else:
                 count = sum(w.get("nthreads", 1) for w in workers)
             self._n_workers = (count, time.monotonic())
@@ -544,7 +608,8 @@ class DaskEvaluator(Evaluator):
             # A trial may wait for those queued before it on its worker (_give_up_at).
             meta["ahead"] = (1 + depth) * bundle
             groups.setdefault((meta["holdout"], meta.get("rungs")), []).append(meta)
-        resources = {"GPU": 1} if self._gpu_resource else None
+        resources = ({"GPU": _gpu_share(self.trials_per_device)} if self._gpu_resource
+                     else None)
         for (holdout, rungs), metas in groups.items():
             options = {k: v for k, v in (("holdout", holdout), ("rungs", rungs)) if v is not None}
             chunks = [metas[i:i + bundle] for i in range(0, len(metas), bundle)]

@@ -2,7 +2,8 @@
 
 A *rung* is an epoch at which a trial's best validation NLL so far is compared with a
 threshold; above it, training stops and the trial is recorded with status ``"discarded"``
-(its objective the NLL it had reached, no weights). Two policies share the mechanism:
+(its objective the validation NLL of its best weights when it stopped, as a finished trial's
+is, no weights). Two policies share the mechanism:
 
 * :class:`SuccessiveHalving`, asynchronous successive halving (ASHA, Li et al., MLSys 2020):
   rungs at epochs ``r, r*eta, r*eta**2, ...``; a trial that reaches a rung goes on only if its

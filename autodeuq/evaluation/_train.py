@@ -1,5 +1,7 @@
 """train_candidate: the only code that runs on workers."""
 
+import functools
+import inspect
 import os
 import time
 import traceback
@@ -7,7 +9,7 @@ import traceback
 import numpy as np
 
 from ..exceptions import TimeLimitExceeded, TrainingDivergedError
-from ..nn import gaussian_nll_loss, train_network
+from ..nn import gaussian_nll_loss, predict_in_batches, train_network
 from ._result import TrialResult
 
 __all__ = ["refit_data", "train_candidate", "worker_name"]
@@ -47,6 +49,30 @@ def refit_data(data, holdout, seed):
     return {"X_train": X[train], "y_train": y[train], "X_valid": X[valid], "y_valid": y[valid]}
 
 
+def _releases_device_memory(task):
+    """Wrap ``task`` (train_candidate): after a trial on a CUDA device, hand the GPU memory
+    torch's allocator keeps cached back to the device, so that the other processes sharing the
+    GPU (``trials_per_device``) can use it. Nothing of the trial is referenced by then (the
+    result holds numpy arrays), so everything it held on the device is free; CPU-only runs
+    make no CUDA call."""
+    signature = inspect.signature(task)
+
+    @functools.wraps(task)
+    def wrapper(*args, **kwargs):
+        device = signature.bind_partial(*args, **kwargs).arguments.get("device", "cpu")
+        if not str(device).startswith("cuda"):
+            return task(*args, **kwargs)
+        try:
+            return task(*args, **kwargs)
+        finally:
+            import torch
+
+            torch.cuda.empty_cache()
+
+    return wrapper
+
+
+@_releases_device_memory
 def train_candidate(config, data, seed, device="cpu", time_limit=None, trial_id=-1,
                     deadline=None, holdout=None, rungs=None):
     """Train one candidate and return a :class:`TrialResult`; never raises for a bad candidate.
@@ -65,6 +91,8 @@ def train_candidate(config, data, seed, device="cpu", time_limit=None, trial_id=
     seed : int
         Seeds initialisation, dropout and shuffling.
     device : str, default="cpu"
+        Where to train. On a CUDA device, the memory torch keeps cached is handed back to
+        the GPU when the trial ends (for the other trials sharing it).
     time_limit : float or None, default=None
         Seconds of training after which the trial is recorded as ``"timeout"``.
     trial_id : int, default=-1
@@ -105,17 +133,21 @@ def train_candidate(config, data, seed, device="cpu", time_limit=None, trial_id=
                                 data["y_stop" if stop else "y_valid"], seed=int(seed),
                                 device=device, time_limit=time_limit, stop_after=stop_after,
                                 rungs=rungs)
-        if trained.discarded:  # unfinished: its record only, never an ensemble member
-            return TrialResult(status="discarded", objective=float(trained.best_valid_loss),
-                               n_epochs=trained.n_epochs, best_epoch=trained.best_epoch,
-                               rung_nlls=trained.rung_nlls, end=time.time(), **common)
         import torch
 
-        X_valid = torch.as_tensor(data["X_valid"], dtype=torch.float32)
+        # In batches of PREDICT_BATCH_SIZE rows, however large the validation part. Every
+        # trial's objective, a discarded one's too, is its NLL on the validation part (its
+        # rung values are on the early-stopping rows), so all are ranked on the same points.
+        mean, var = predict_in_batches(trained.module, data["X_valid"])
         with torch.inference_mode():
-            mean, var = trained.module(X_valid)
             objective = (float(gaussian_nll_loss(mean, var, torch.as_tensor(
                 data["y_valid"], dtype=torch.float32))) if stop else trained.best_valid_loss)
+        if trained.discarded:  # unfinished: its record only, never an ensemble member
+            if objective is None or not np.isfinite(objective):
+                objective = trained.best_valid_loss
+            return TrialResult(status="discarded", objective=float(objective),
+                               n_epochs=trained.n_epochs, best_epoch=trained.best_epoch,
+                               rung_nlls=trained.rung_nlls, end=time.time(), **common)
         if objective is None or not np.isfinite(objective):
             raise TrainingDivergedError(f"validation NLL is {objective}")
         return TrialResult(

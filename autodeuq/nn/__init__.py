@@ -14,6 +14,7 @@ from ._data import TensorBatchIterator, TensorDataset
 from ._device import resolve_device
 from ._loss import GaussianNLLLoss, gaussian_nll_loss
 from ._module import GaussianMLP
+from ._predict import PREDICT_BATCH_SIZE, predict_in_batches
 from ._stacked import StackedGaussianMLP
 from ._trainer import GaussianNet, TrainedNetwork, train_network
 
@@ -21,6 +22,7 @@ __all__ = [
     "ACTIVATIONS",
     "LR_SCHEDULES",
     "OPTIMIZERS",
+    "PREDICT_BATCH_SIZE",
     "TRAINING_DEFAULTS",
     "BestWeights",
     "DivergenceGuard",
@@ -37,6 +39,7 @@ __all__ = [
     "layers_from_params",
     "member_nll",
     "normalize_config",
+    "predict_in_batches",
     "resolve_device",
     "train_network",
     "train_networks",

@@ -6,12 +6,13 @@
 # Each copy sees only its own GPU: CUDA_VISIBLE_DEVICES is set from the rank's place on its
 # node (PMI_LOCAL_RANK, which mpiexec sets on Polaris; PALS_LOCAL_RANKID is read when it is
 # not there), taking the GPUs in reverse order as ALCF's set_affinity_gpu_polaris.sh does
-# (Polaris's CPU-GPU topology). The worker runs one task at a time (--nthreads 1) and offers
-# one "GPU" resource, so AutoDEUQ trains one candidate per GPU; its scratch files go to
-# node-local disk (LOCAL_ROOT, default /local/scratch), not to the shared file system.
+# (Polaris's CPU-GPU topology). The worker runs TRIALS_PER_GPU tasks at a time (--nthreads,
+# default 1) and offers one "GPU" resource, so AutoDEUQ trains that many candidates per GPU
+# when the driver gets the same --trials-per-device; its scratch files go to node-local disk
+# (LOCAL_ROOT, default /local/scratch), not to the shared file system.
 #
-# Environment: GPUS_PER_NODE (default 4, Polaris's A100s), DASK_MEMORY_LIMIT (default 0.25:
-# a quarter of the node's memory per worker).
+# Environment: GPUS_PER_NODE (default 4, Polaris's A100s), TRIALS_PER_GPU (default 1),
+# DASK_MEMORY_LIMIT (default 0.25: a quarter of the node's memory per worker).
 set -euo pipefail
 
 scheduler_file=${1:?"usage: $0 SCHEDULER_FILE [LOCAL_ROOT]"}
@@ -32,7 +33,7 @@ mkdir -p "$local_directory"
 
 exec dask worker \
     --scheduler-file "$scheduler_file" \
-    --nthreads 1 \
+    --nthreads "${TRIALS_PER_GPU:-1}" \
     --resources "GPU=1" \
     --memory-limit "${DASK_MEMORY_LIMIT:-0.25}" \
     --local-directory "$local_directory" \

@@ -10,7 +10,8 @@ saves the fitted model in autodeuq's safe format (``model.save(path)``, read bac
 The cluster is named by its *scheduler file*, which ``dask scheduler --scheduler-file`` writes
 on the shared file system; the estimator connects to it itself (``scheduler=PATH``) and leaves
 it running when it is done. Workers that offer a ``GPU`` resource get one candidate each at a
-time, trained on their GPU.
+time, trained on their GPU (``--trials-per-device K``: K at a time, on workers started with
+``--nthreads K``).
 
 The data: a CSV file with a header row (``--data FILE --target COLUMN``; every other numeric
 column is a feature), or, without ``--data``, the workshop's toy problem, whose test grid then
@@ -86,6 +87,9 @@ def main(argv=None):
                         help="fix every candidate's epochs (default: searched, 100 to 1000)")
     parser.add_argument("--checkpoint-dir", default=None,
                         help="journal finished candidates there; the same command resumes")
+    parser.add_argument("--trials-per-device", type=int, default=1,
+                        help="candidates training at once on each GPU; start the workers with "
+                             "as many threads (--nthreads) (default: 1)")
     parser.add_argument("--cpu", action="store_true",
                         help="train on the workers' CPUs even where they offer a GPU (to try "
                              "the recipe on a machine without one)")
@@ -109,8 +113,8 @@ def main(argv=None):
     model = AutoDEUQRegressor(
         search_space=space, time_budget=args.time_budget, max_evals=args.max_evals,
         ensemble_size=args.ensemble_size, scheduler=str(args.scheduler_file),
-        devices="cpu" if args.cpu else None, checkpoint_dir=args.checkpoint_dir,
-        random_state=args.seed, verbose=1)
+        devices="cpu" if args.cpu else None, trials_per_device=args.trials_per_device,
+        checkpoint_dir=args.checkpoint_dir, random_state=args.seed, verbose=1)
     model.fit(X, y)
     results = model.search_results_
     print(f"{len(results)} candidates in {model.search_time_:.0f}s "

@@ -26,6 +26,7 @@ RUN_NAME=${RUN_NAME:-autodeuq}
 RUN_DIR=${RUN_DIR:-$PBS_O_WORKDIR/runs/$RUN_NAME}  # model, checkpoint, logs: shared file system
 TIME_BUDGET=${TIME_BUDGET:-900}              # seconds of search; leave time for the refit
 GPUS_PER_NODE=${GPUS_PER_NODE:-4}            # Polaris: 4 A100 per node
+TRIALS_PER_GPU=${TRIALS_PER_GPU:-1}          # candidates training at once on each GPU
 LOCAL_ROOT=${LOCAL_ROOT:-/local/scratch}     # node-local disk, for the workers' files
 SCHEDULER_PORT=${SCHEDULER_PORT:-8786}
 DASHBOARD_PORT=${DASHBOARD_PORT:-8787}
@@ -37,7 +38,7 @@ module use /soft/modulefiles
 module load conda
 conda activate base
 source "$VENV/bin/activate"
-export GPUS_PER_NODE
+export GPUS_PER_NODE TRIALS_PER_GPU
 
 NNODES=$(wc -l < "$PBS_NODEFILE")
 NWORKERS=$((NNODES * GPUS_PER_NODE))
@@ -78,6 +79,7 @@ python "$RECIPE_DIR/fit_autodeuq.py" \
     --scheduler-file "$SCHEDULER_FILE" \
     --n-workers "$NWORKERS" \
     --time-budget "$TIME_BUDGET" \
+    --trials-per-device "$TRIALS_PER_GPU" \
     --checkpoint-dir "$RUN_DIR/checkpoint" \
     --out "$RUN_DIR/model.autodeuq" \
     $DRIVER_ARGS
