@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.autodeuq-installed
 PYTEST_ARGS ?=
 
-.PHONY: install demo test lint docs bench bench-uci bench-search bench-memory bench-scaling bench-peer soak clean
+.PHONY: install demo test lint docs bench bench-uci bench-search bench-memory bench-scaling bench-gpu bench-peer soak clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -60,6 +60,11 @@ bench-memory: install
 # exponent of each (sized for 15-20 min on 2 quiet cores: not in bench).
 bench-scaling: install
 	$(BIN)/python benchmarks/bench_scaling.py
+
+# Issue 8 on a GPU machine: candidates per hour on one GPU with trials_per_device 1, 2 and 4
+# (about 5 min; exits 2 without a CUDA device).
+bench-gpu: install
+	$(BIN)/python benchmarks/bench_gpu.py
 
 # Issue 6's soak test: 300 short candidates on 2 worker processes, one worker SIGKILLed every
 # 30 s; reports trials finished, retried and lost, and fails if any trial is unaccounted for
