@@ -54,7 +54,7 @@ ESTIMATORS = {
     "gaussian-mlp": "GaussianMLPRegressor",
 }
 SEARCHES = ("autodeuq", "nas")
-#: Seconds of search when --time-budget is not given.
+#: Seconds of search and refit when --time-budget is not given.
 DEFAULT_TIME_BUDGET = 300.0
 DEMO_TIME_BUDGET = 60.0
 
@@ -491,8 +491,8 @@ def _fit(args):
         limit = f"up to {est.time_budget:g} s"
         if est.max_evals is not None:
             limit += f" or {est.max_evals} candidate{'s' if est.max_evals > 1 else ''}"
-        print(f"fitting {name}: searching for {limit} {_where(est)}, then training the "
-              "selection on all the data ...", flush=True)
+        print(f"fitting {name} {_where(est)}, {limit} in all: a search, then the "
+              "selection trained on all the data ...", flush=True)
     else:
         print(f"fitting {name} ...", flush=True)
     start = time.monotonic()
@@ -791,8 +791,8 @@ def _search_options(parser, time_budget):
     group = parser.add_argument_group("search")
     group.add_argument("--time-budget", type=_positive_float, default=time_budget,
                        metavar="S",
-                       help=f"seconds of search (default: {DEFAULT_TIME_BUDGET:g}); training "
-                            "the selected networks on all the data comes after")
+                       help=f"seconds for the search and the training of the selected networks "
+                            f"on all the data (default: {DEFAULT_TIME_BUDGET:g})")
     group.add_argument("--max-evals", type=_positive_int, metavar="N",
                        help="most candidates to train (default: no limit, the time budget "
                             "ends the search)")

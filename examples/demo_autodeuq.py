@@ -7,10 +7,10 @@ there was no data. Three models are fitted on the same data:
 * ``GaussianMLPRegressor``: one network with a mean and a variance head (the baseline);
 * ``DeepEnsembleRegressor``: ``--members`` such networks from random initializations;
 * ``AutoDEUQRegressor``: a joint search over architectures (up to ``--max-layers`` hidden
-  layers) and training hyperparameters for ``--time-budget`` seconds on an embedded Dask
-  cluster (one worker process per core, started and closed by the estimator; an active
-  ``distributed.Client`` is used instead), then a deep ensemble of ``--members`` networks
-  selected from every searched candidate.
+  layers) and training hyperparameters on an embedded Dask cluster (one worker process per
+  core, started and closed by the estimator; an active ``distributed.Client`` is used
+  instead), then a deep ensemble of ``--members`` networks selected from every searched
+  candidate and trained again on all the data, in ``--time-budget`` seconds in all.
 
 Selection is the estimator's default, ``greedy``: it adds a candidate (again, with
 replacement) only while the validation NLL of the mixture falls. The validation points lie on
@@ -151,7 +151,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--time-budget", type=float, default=90.0,
-                        help="seconds of AutoDEUQ search (default: 90)")
+                        help="seconds of AutoDEUQ search and refit (default: 90)")
     parser.add_argument("--max-evals", type=int, default=None,
                         help="most candidates the search trains (default: no limit, the time "
                              "budget ends it)")
@@ -203,8 +203,8 @@ def main(argv=None):
         inside |= (x >= lo) & (x <= hi)
     results = []
     for name, est in models:
-        budget = (f", searching for {args.time_budget:g}s" if isinstance(est, AutoDEUQRegressor)
-                  else "")
+        budget = (f", searching and refitting in {args.time_budget:g}s"
+                  if isinstance(est, AutoDEUQRegressor) else "")
         print(f"fitting {name}{budget} ...", flush=True)
         start = time.perf_counter()
         with torch_threads(1):
