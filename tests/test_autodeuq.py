@@ -201,3 +201,17 @@ def test_refits_end_at_the_time_budgets_deadline(regression_data, monkeypatch):
     assert start + 120 <= deadline <= time.time() + 120
     auto().fit(X, y)  # no time budget: no deadline
     assert seen[-1] is None
+
+
+def test_a_time_budget_spent_before_the_refit_keeps_the_searched_networks(regression_data,
+                                                                          monkeypatch):
+    from autodeuq.estimators._search_base import SearchRegressorBase
+
+    X, y, X_test, _ = regression_data
+    monkeypatch.setattr(SearchRegressorBase, "_out_of_time", staticmethod(lambda outcome: True))
+    # (A long budget, so that its reserve cannot end the search early on a slow machine.)
+    with pytest.warns(RuntimeWarning, match=r"time_budget=3600 s ran out before the refit"):
+        late = auto(time_budget=3600).fit(X, y)
+    assert late.refit_time_ == 0
+    searched = auto(time_budget=3600, refit=False).fit(X, y)
+    np.testing.assert_allclose(late.predict(X_test), searched.predict(X_test), rtol=1e-6)

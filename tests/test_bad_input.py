@@ -565,7 +565,7 @@ def test_numpy_booleans_are_booleans(data, kind):
         make(kind, refit=np.True_).fit(X, y)
 
 
-@pytest.mark.filterwarnings("ignore:refitting trial:RuntimeWarning")  # a refit may be kept out
+@pytest.mark.filterwarnings("ignore:refitting:RuntimeWarning")  # a refit may be kept out
 @pytest.mark.parametrize("refit", [False, True])
 def test_ensemble_size_larger_than_the_search_produced(data, refit):
     X, y = data

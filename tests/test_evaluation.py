@@ -190,7 +190,7 @@ def test_the_reserve_ends_the_search_before_the_budget(data):
     assert [r.status for r in results] == ["success"]  # one trial: then only the reserve left
     [(_, submitted, deadline)] = evaluator.submitted
     assert deadline - submitted == pytest.approx(0.5, abs=0.2)
-    assert elapsed < 2.0
+    assert elapsed < 10  # not the whole budget again: the search stopped at its end
     assert asked
     assert set(asked) == {evaluator.capacity}
 

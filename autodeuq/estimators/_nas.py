@@ -235,7 +235,7 @@ class NASRegressor(SearchRegressorBase):
         """
         ranked = sorted((r for r in outcome.results if r.ok), key=lambda r: r.objective)
         ranked = ranked[:self.rescore_top]
-        if len(ranked) < 2:
+        if len(ranked) < 2 or self._out_of_time(outcome):  # nothing to rescore, or no time
             return ranked[0]
         again = self._retrain(outcome, evaluator, ranked, self.validation_fraction)
         log_scale = math.log(outcome.y_scale)

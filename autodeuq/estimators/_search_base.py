@@ -462,10 +462,16 @@ class SearchRegressorBase(UncertaintyRegressorMixin, RegressorMixin, BaseEstimat
         list of GaussianMLPRegressor or None
             None where the refit failed.
         """
+        if self._out_of_time(outcome):
+            warnings.warn(f"time_budget={self.time_budget!r} s ran out before the refit, so the "
+                          "searched networks are kept (trained without the validation part). "
+                          "Raise time_budget to leave the refit time.", RuntimeWarning,
+                          stacklevel=3)
+            return [None] * len(trials)
         start = time.monotonic()
         refits = self._retrain(outcome, evaluator, trials, REFIT_HOLDOUT)
         self.refit_time_ = time.monotonic() - start
-        members = []
+        members, failed = [], []
         for trial, refit in zip(trials, refits, strict=True):
             if refit.ok and refit.objective > trial.objective + REFIT_TOLERANCE:
                 # A new seed can also land in a poor optimum without diverging (a network
@@ -478,11 +484,20 @@ class SearchRegressorBase(UncertaintyRegressorMixin, RegressorMixin, BaseEstimat
                 refit.config = trial.config
                 members.append(self._member(outcome, refit, refit.state))
             else:
-                warnings.warn(f"refitting trial {trial.trial_id} on all the data failed "
-                              f"({refit.status}: {(refit.error or '').strip().splitlines()[-1:]})"
-                              "; its searched network is kept.", RuntimeWarning, stacklevel=3)
+                reason = (refit.error or "").strip().splitlines()[-1:]
+                failed.append(f"trial {trial.trial_id} ({refit.status}: {''.join(reason)})")
                 members.append(None)
+        if failed:
+            warnings.warn(f"refitting {len(failed)} of {len(trials)} network(s) on all the data "
+                          f"failed, so their searched networks are kept: {'; '.join(failed)}."
+                          " A time budget that ran out before a refit started is raised "
+                          "with time_budget.", RuntimeWarning, stacklevel=3)
         return members
+
+    @staticmethod
+    def _out_of_time(outcome):
+        """Whether the fit's time budget has run out (no time for a refit or a rescoring)."""
+        return outcome.deadline is not None and time.time() >= outcome.deadline
 
     @staticmethod
     def _check_some_succeeded(outcome):
