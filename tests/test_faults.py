@@ -242,7 +242,8 @@ def test_every_worker_gone_is_a_clear_error_and_keeps_finished_trials(tight, cli
 def test_keyboard_interrupt_closes_the_cluster_and_fitting_again_resumes(client, regression_data,
                                                                          tmp_path):
     X, y, _, _ = regression_data
-    params = {"max_evals": 6, "checkpoint_dir": tmp_path}
+    # Enough trials that the Ctrl-C lands mid-search even when a loaded machine delays it.
+    params = {"max_evals": 12, "checkpoint_dir": tmp_path}
     before = {p.pid for p in this_process_tree()}
     sockets = listening(this_process_tree())
     fitting = threading.Event()
@@ -270,12 +271,12 @@ def test_keyboard_interrupt_closes_the_cluster_and_fitting_again_resumes(client,
     assert started == []
     assert listening(this_process_tree()) <= sockets
     kept = assert_consistent(tmp_path)
-    assert 2 <= len(kept) < 6
+    assert 2 <= len(kept) < 12
     resumed = nas(scheduler=client, **params).fit(X, y)
     records = assert_consistent(tmp_path)
     assert records[:len(kept)] == kept  # not trained again
     table = resumed.search_results_.set_index("job_id")
-    assert len(table) == len(records) == 6
+    assert len(table) == len(records) == 12
     for record in kept:
         assert table.loc[record["trial_id"], "duration"] == record["end"] - record["start"]
 
