@@ -19,9 +19,8 @@ Run it with ``python examples/plot_01_toy_data.py [--out FIGURE.png]``.
 """
 
 import argparse
-import os
-import sys
 
+import matplotlib.pyplot as plt
 import numpy as np
 from sklearn.preprocessing import StandardScaler
 
@@ -30,26 +29,8 @@ from autodeuq.datasets import make_tutorial_regression
 ISLANDS = {"left island": (-30.0, -20.0), "right island": (20.0, 30.0)}
 
 
-def pyplot():
-    """matplotlib.pyplot on the Agg backend where there is no display, or None without it."""
-    try:
-        import matplotlib
-    except ImportError:
-        print("matplotlib is not installed: no figure (pip install 'autodeuq[plot]')")
-        return None
-    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY")
-                                                 or os.environ.get("WAYLAND_DISPLAY")):
-        matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def plot(X_train, y_train, X_test, y_test, Xs_train, ys_train, Xs_test, out):
-    plt = pyplot()
-    if plt is None:
-        return
-    fig, (raw, scaled) = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
+    fig, (raw, scaled) = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
     for lo, hi in ISLANDS.values():
         raw.axvspan(lo, hi, color="0.92", zorder=0)
     raw.scatter(X_train[:, 0], y_train, s=4, color="k", alpha=0.5, label="training data")
@@ -62,7 +43,6 @@ def plot(X_train, y_train, X_test, y_test, Xs_train, ys_train, Xs_test, out):
                title="what the networks see: standardized X and y")
     if out:
         fig.savefig(out, dpi=110)
-        plt.close(fig)
         print(f"figure saved to {out}")
 
 
@@ -115,6 +95,4 @@ def main(argv=None):
 
 if __name__ == "__main__":
     main()
-    plt = pyplot()
-    if plt is not None and plt.get_backend().lower() != "agg":
-        plt.show()
+    plt.show()  # where there is a screen

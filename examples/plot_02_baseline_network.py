@@ -20,38 +20,18 @@ Run it with ``python examples/plot_02_baseline_network.py [--max-epochs 1000] [-
 """
 
 import argparse
-import os
-import sys
 import time
 
+import matplotlib.pyplot as plt
 import numpy as np
 
 from autodeuq import GaussianMLPRegressor
 from autodeuq.datasets import make_tutorial_regression
-
-ISLANDS = ((-30.0, -20.0), (20.0, 30.0))
-
-
-def pyplot():
-    """matplotlib.pyplot on the Agg backend where there is no display, or None without it."""
-    try:
-        import matplotlib
-    except ImportError:
-        print("matplotlib is not installed: no figure (pip install 'autodeuq[plot]')")
-        return None
-    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY")
-                                                 or os.environ.get("WAYLAND_DISPLAY")):
-        matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+from autodeuq.plotting import PredictiveBandsDisplay
 
 
-def plot(est, X_train, y_train, X_test, y_test, mean, std, out):
-    plt = pyplot()
-    if plt is None:
-        return
-    fig, (curve, fit) = plt.subplots(1, 2, figsize=(12, 4), constrained_layout=True,
+def plot(est, X_train, y_train, X_test, y_test, out):
+    fig, (curve, fit) = plt.subplots(1, 2, figsize=(12, 4), layout="constrained",
                                      width_ratios=(1, 2))
     epochs = [row["epoch"] for row in est.history_]
     curve.plot(epochs, [row["train_loss"] for row in est.history_], label="training part")
@@ -59,19 +39,13 @@ def plot(est, X_train, y_train, X_test, y_test, mean, std, out):
     curve.axvline(est.best_epoch_, color="k", ls=":", lw=1, label="best epoch (restored)")
     curve.set(xlabel="epoch", ylabel="NLL of standardized y", title="training history")
     curve.legend(fontsize=8)
-    x = X_test[:, 0]
-    for lo, hi in ISLANDS:
-        fit.axvspan(lo, hi, color="0.92", zorder=0)
-    fit.fill_between(x, mean - 1.96 * std, mean + 1.96 * std, color="tab:blue", alpha=0.3,
-                     label="mean ± 1.96 std")
-    fit.scatter(X_train[:, 0], y_train, s=3, color="k", alpha=0.4, label="training data")
-    fit.plot(x, y_test, "k--", lw=1, label="2 sin(x)")
-    fit.plot(x, mean, color="tab:red", lw=1.5, label="predicted mean")
-    fit.set(xlabel="x", ylabel="y", ylim=(-12, 12), title="one Gaussian network")
-    fit.legend(loc="lower center", ncol=4, fontsize=8)
+    # The mean and its 95% band (one network: all of it aleatoric) at the test inputs.
+    PredictiveBandsDisplay.from_estimator(
+        est, X_test, y_test, grid=False, X_train=X_train, y_train=y_train, target_name="y",
+        ax=fit, data_kwargs={"s": 1, "label": "2 sin(x), the test targets"})
+    fit.set(xlabel="x", ylim=(-12, 12), title="one Gaussian network")
     if out:
         fig.savefig(out, dpi=110)
-        plt.close(fig)
         print(f"figure saved to {out}")
 
 
@@ -104,17 +78,14 @@ def main(argv=None):
 
     mean = est.predict(X_test)  # the mean alone, as any regressor
     mean, std = est.predict(X_test, return_std=True)  # and its standard deviation
-    x = X_test[:, 0]
-    inside = np.zeros(len(x), dtype=bool)
-    for lo, hi in ISLANDS:
-        inside |= (x >= lo) & (x <= hi)
+    inside = (np.abs(X_test[:, 0]) >= 20) & (np.abs(X_test[:, 0]) <= 30)  # on the islands
     rmse = {name: float(np.sqrt(np.mean((mean[mask] - y_test[mask]) ** 2)))
             for name, mask in (("inside", inside), ("outside", ~inside))}
     print(f"\nRMSE of the mean against 2 sin(x): {rmse['inside']:.3f} inside the training "
           f"range, {rmse['outside']:.3f} outside it (predicting 0 everywhere scores 1.41)")
     print(f"predicted std: {std[inside].mean():.3f} inside, {std[~inside].mean():.3f} outside "
           "on average")
-    plot(est, X_train, y_train, X_test, y_test, mean, std, args.out)
+    plot(est, X_train, y_train, X_test, y_test, args.out)
     return {"estimator": est, "rmse_inside": rmse["inside"], "rmse_outside": rmse["outside"],
             "std_inside": float(std[inside].mean()), "std_outside": float(std[~inside].mean())}
 
@@ -124,6 +95,4 @@ if __name__ == "__main__":
 
     torch.set_num_threads(1)  # networks this small train fastest on one thread
     main()
-    plt = pyplot()
-    if plt is not None and plt.get_backend().lower() != "agg":
-        plt.show()
+    plt.show()  # where there is a screen

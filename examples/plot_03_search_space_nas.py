@@ -24,47 +24,21 @@ Run it with ``python examples/plot_03_search_space_nas.py [--time-budget 45] [--
 """
 
 import argparse
-import os
-import sys
 
 import numpy as np
 
 from autodeuq import NASRegressor
 from autodeuq.datasets import make_tutorial_regression
+from autodeuq.plotting import SearchTrajectoryDisplay
 from autodeuq.space import SearchSpace, default_space, to_network_config
 
 
-def pyplot():
-    """matplotlib.pyplot on the Agg backend where there is no display, or None without it."""
-    try:
-        import matplotlib
-    except ImportError:
-        print("matplotlib is not installed: no figure (pip install 'autodeuq[plot]')")
-        return None
-    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY")
-                                                 or os.environ.get("WAYLAND_DISPLAY")):
-        matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def plot(results, out):
-    plt = pyplot()
-    if plt is None:
-        return
-    done = results[results["status"] == "success"].sort_values("end_time")
-    fig, ax = plt.subplots(figsize=(8, 4), constrained_layout=True)
-    ax.scatter(done["end_time"], done["valid_nll"], s=14, label="a candidate")
-    ax.step(done["end_time"], done["valid_nll"].cummin(), where="post", color="tab:red",
-            label="best so far")
-    ax.set(xlabel="seconds since the first candidate started", ylabel="validation NLL",
-           title="the search's trajectory")
-    ax.set_ylim(top=min(done["valid_nll"].max(), done["valid_nll"].min() + 3))
-    ax.legend()
+def plot(nas, out):
+    # Each candidate's validation NLL when it finished, and the best so far.
+    display = SearchTrajectoryDisplay.from_estimator(nas, x="time")
+    display.ax_.set_title("the search's trajectory")
     if out:
-        fig.savefig(out, dpi=110)
-        plt.close(fig)
+        display.figure_.savefig(out, dpi=110)
         print(f"figure saved to {out}")
 
 
@@ -132,12 +106,12 @@ def main(argv=None):
     mean = nas.predict(X_test)
     print(f"test RMSE against 2 sin(x) on [-40, 40]: "
           f"{np.sqrt(np.mean((mean - y_test) ** 2)):.3f}")
-    plot(results, args.out)
+    plot(nas, args.out)
     return {"estimator": nas, "results": results, "space": space}
 
 
 if __name__ == "__main__":  # Dask's worker processes import this file again: keep the guard
+    import matplotlib.pyplot as plt
+
     main()
-    plt = pyplot()
-    if plt is not None and plt.get_backend().lower() != "agg":
-        plt.show()
+    plt.show()  # where there is a screen

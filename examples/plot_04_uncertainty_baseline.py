@@ -19,53 +19,31 @@ Run it with ``python examples/plot_04_uncertainty_baseline.py [--seeds 3] [--out
 """
 
 import argparse
-import os
-import sys
 
+import matplotlib.pyplot as plt
 import numpy as np
 
 from autodeuq import GaussianMLPRegressor
 from autodeuq.datasets import make_tutorial_regression
+from autodeuq.plotting import PredictiveBandsDisplay
 from autodeuq.uncertainty import NormalMixture, coverage, nll
-
-ISLANDS = ((-30.0, -20.0), (20.0, 30.0))
-
-
-def pyplot():
-    """matplotlib.pyplot on the Agg backend where there is no display, or None without it."""
-    try:
-        import matplotlib
-    except ImportError:
-        print("matplotlib is not installed: no figure (pip install 'autodeuq[plot]')")
-        return None
-    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY")
-                                                 or os.environ.get("WAYLAND_DISPLAY")):
-        matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def plot(X_train, y_train, X_test, y_test, predictions, out):
-    plt = pyplot()
-    if plt is None:
-        return
-    x = X_test[:, 0]
-    fig, ax = plt.subplots(figsize=(10, 4.5), constrained_layout=True)
-    for lo, hi in ISLANDS:
-        ax.axvspan(lo, hi, color="0.92", zorder=0)
-    ax.scatter(X_train[:, 0], y_train, s=3, color="k", alpha=0.4, label="training data")
-    ax.plot(x, y_test, "k--", lw=1, label="2 sin(x)")
-    for (seed, unc), color in zip(predictions.items(), plt.cm.tab10.colors, strict=False):
-        ax.fill_between(x, unc.mean - 1.96 * unc.total_std, unc.mean + 1.96 * unc.total_std,
-                        color=color, alpha=0.15)
-        ax.plot(x, unc.mean, color=color, lw=1.2, label=f"network, seed {seed}")
-    ax.set(xlabel="x", ylabel="y", ylim=(-12, 12),
+    fig, ax = plt.subplots(figsize=(10, 4.5), layout="constrained")
+    # Each network's mean and 95% band in a colour of its own, on one Axes; the data once.
+    for seed, unc in predictions.items():
+        data = {"y": y_test, "X_train": X_train, "y_train": y_train} if seed == 0 else {}
+        PredictiveBandsDisplay.from_predictions(
+            X_test, *unc, **data, target_name="y", ax=ax, legend=False,
+            aleatoric_kwargs={"color": f"C{seed}", "alpha": 0.15, "label": None},
+            mean_kwargs={"color": f"C{seed}", "lw": 1.2, "label": f"network, seed {seed}"},
+            data_kwargs={"s": 1, "label": "2 sin(x), the test targets"})
+    ax.set(xlabel="x", ylim=(-12, 12),
            title="one network each: sure of itself everywhere, and they disagree off the data")
-    ax.legend(loc="lower center", ncol=3, fontsize=8)
+    ax.legend(loc="lower center", ncol=3, fontsize=8, markerscale=3)
     if out:
         fig.savefig(out, dpi=110)
-        plt.close(fig)
         print(f"figure saved to {out}")
 
 
@@ -136,6 +114,4 @@ if __name__ == "__main__":
 
     torch.set_num_threads(1)  # networks this small train fastest on one thread
     main()
-    plt = pyplot()
-    if plt is not None and plt.get_backend().lower() != "agg":
-        plt.show()
+    plt.show()  # where there is a screen

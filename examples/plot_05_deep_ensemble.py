@@ -24,66 +24,31 @@ Run it with ``python examples/plot_05_deep_ensemble.py [--members 5] [--out FIGU
 """
 
 import argparse
-import os
-import sys
 import time
 
 import numpy as np
 
 from autodeuq import DeepEnsembleRegressor, GaussianMLPRegressor
 from autodeuq.datasets import make_tutorial_regression
+from autodeuq.plotting import PredictiveBandsDisplay
 from autodeuq.uncertainty import NormalMixture, coverage, nll
-
-ISLANDS = ((-30.0, -20.0), (20.0, 30.0))
-
-
-def pyplot():
-    """matplotlib.pyplot on the Agg backend where there is no display, or None without it."""
-    try:
-        import matplotlib
-    except ImportError:
-        print("matplotlib is not installed: no figure (pip install 'autodeuq[plot]')")
-        return None
-    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY")
-                                                 or os.environ.get("WAYLAND_DISPLAY")):
-        matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def plot(X_train, y_train, X_test, y_test, dist, out):
-    plt = pyplot()
-    if plt is None:
-        return
-    x = X_test[:, 0]
-    unc = dist.uncertainty()
-    fig, (bands, parts) = plt.subplots(2, 1, figsize=(10, 6.5), sharex=True,
-                                       constrained_layout=True, height_ratios=(2, 1))
-    for ax in (bands, parts):
-        for lo, hi in ISLANDS:
-            ax.axvspan(lo, hi, color="0.92", zorder=0)
-    alea_lo, alea_hi = unc.mean - 1.96 * unc.aleatoric_std, unc.mean + 1.96 * unc.aleatoric_std
-    bands.fill_between(x, alea_lo, alea_hi, color="tab:blue", alpha=0.35,
-                       label="95% band, aleatoric only")
-    bands.fill_between(x, unc.mean - 1.96 * unc.total_std, alea_lo, color="tab:orange",
-                       alpha=0.35, label="widened by epistemic")
-    bands.fill_between(x, alea_hi, unc.mean + 1.96 * unc.total_std, color="tab:orange",
-                       alpha=0.35)
+    # The bands of the mixture, the standard deviations below, and each member's mean.
+    display = PredictiveBandsDisplay.from_predictions(
+        X_test, *dist.uncertainty(), y=y_test, X_train=X_train, y_train=y_train,
+        target_name="y", legend=False, mean_kwargs={"label": "ensemble mean"},
+        data_kwargs={"s": 1, "label": "2 sin(x), the test targets"})
     for i, member_mean in enumerate(dist.means):
-        bands.plot(x, member_mean, color="0.4", lw=0.6, label="a member's mean" if i == 0 else None)
-    bands.scatter(X_train[:, 0], y_train, s=3, color="k", alpha=0.4, label="training data")
-    bands.plot(x, y_test, "k--", lw=1, label="2 sin(x)")
-    bands.plot(x, unc.mean, color="tab:red", lw=1.5, label="ensemble mean")
-    bands.set(ylabel="y", ylim=(-12, 12), title=f"deep ensemble of {dist.n_components}")
-    bands.legend(loc="lower center", ncol=4, fontsize=8)
-    parts.plot(x, unc.aleatoric_std, color="tab:blue", label="aleatoric std")
-    parts.plot(x, unc.epistemic_std, color="tab:orange", label="epistemic std")
-    parts.set(xlabel="x", ylabel="std", yscale="log")
-    parts.legend(fontsize=8)
+        display.ax_.plot(X_test[:, 0], member_mean, color="0.4", lw=0.6,
+                         label="a member's mean" if i == 0 else None)
+    display.ax_.set(ylim=(-12, 12), title=f"deep ensemble of {dist.n_components}")
+    display.ax_.legend(loc="lower center", ncol=4, fontsize=8, markerscale=3)
+    display.ax_std_.set(xlabel="x", yscale="log")
+    display.ax_std_.legend(fontsize=8)
     if out:
-        fig.savefig(out, dpi=110)
-        plt.close(fig)
+        display.figure_.savefig(out, dpi=110)
         print(f"figure saved to {out}")
 
 
@@ -110,8 +75,7 @@ def main(argv=None):
     unc = dist.uncertainty()
     gap = np.abs(unc.total_std**2 - unc.aleatoric_std**2 - unc.epistemic_std**2).max()
     print(f"total^2 = aleatoric^2 + epistemic^2 holds to {gap:.1e}")
-    x = X_test[:, 0]
-    inside = ((x >= -30) & (x <= -20)) | ((x >= 20) & (x <= 30))
+    inside = (np.abs(X_test[:, 0]) >= 20) & (np.abs(X_test[:, 0]) <= 30)  # on the islands
 
     print(f"\n{'test NLL':<20}{'inside':>9}{'outside':>9}{'all':>9}{'90% cov':>9}")
     member_nll = []
@@ -145,10 +109,9 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    import matplotlib.pyplot as plt
     import torch
 
     torch.set_num_threads(1)  # networks this small train fastest on one thread
     main()
-    plt = pyplot()
-    if plt is not None and plt.get_backend().lower() != "agg":
-        plt.show()
+    plt.show()  # where there is a screen

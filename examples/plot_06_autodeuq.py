@@ -21,62 +21,25 @@ Run it with ``python examples/plot_06_autodeuq.py [--time-budget 60] [--out FIGU
 """
 
 import argparse
-import os
-import sys
 
 import numpy as np
 
 from autodeuq import AutoDEUQRegressor
 from autodeuq.datasets import make_tutorial_regression
+from autodeuq.plotting import PredictiveBandsDisplay
 from autodeuq.space import SearchSpace, default_space
-
-ISLANDS = ((-30.0, -20.0), (20.0, 30.0))
-
-
-def pyplot():
-    """matplotlib.pyplot on the Agg backend where there is no display, or None without it."""
-    try:
-        import matplotlib
-    except ImportError:
-        print("matplotlib is not installed: no figure (pip install 'autodeuq[plot]')")
-        return None
-    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY")
-                                                 or os.environ.get("WAYLAND_DISPLAY")):
-        matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def plot(X_train, y_train, X_test, y_test, unc, out):
-    plt = pyplot()
-    if plt is None:
-        return
-    x = X_test[:, 0]
-    fig, (bands, parts) = plt.subplots(2, 1, figsize=(10, 6.5), sharex=True,
-                                       constrained_layout=True, height_ratios=(2, 1))
-    for ax in (bands, parts):
-        for lo, hi in ISLANDS:
-            ax.axvspan(lo, hi, color="0.92", zorder=0)
-    alea_lo, alea_hi = unc.mean - 1.96 * unc.aleatoric_std, unc.mean + 1.96 * unc.aleatoric_std
-    bands.fill_between(x, alea_lo, alea_hi, color="tab:blue", alpha=0.35,
-                       label="95% band, aleatoric only")
-    bands.fill_between(x, unc.mean - 1.96 * unc.total_std, alea_lo, color="tab:orange",
-                       alpha=0.35, label="widened by epistemic")
-    bands.fill_between(x, alea_hi, unc.mean + 1.96 * unc.total_std, color="tab:orange",
-                       alpha=0.35)
-    bands.scatter(X_train[:, 0], y_train, s=3, color="k", alpha=0.4, label="training data")
-    bands.plot(x, y_test, "k--", lw=1, label="2 sin(x)")
-    bands.plot(x, unc.mean, color="tab:red", lw=1.5, label="AutoDEUQ mean")
-    bands.set(ylabel="y", ylim=(-12, 12), title="AutoDEUQ")
-    bands.legend(loc="lower center", ncol=5, fontsize=8)
-    parts.plot(x, unc.aleatoric_std, color="tab:blue", label="aleatoric std")
-    parts.plot(x, unc.epistemic_std, color="tab:orange", label="epistemic std")
-    parts.set(xlabel="x", ylabel="std", yscale="log")
-    parts.legend(fontsize=8)
+    # The bands of the selected ensemble, and its standard deviations below.
+    display = PredictiveBandsDisplay.from_predictions(
+        X_test, *unc, y=y_test, X_train=X_train, y_train=y_train, target_name="y",
+        mean_kwargs={"label": "AutoDEUQ mean"},
+        data_kwargs={"s": 1, "label": "2 sin(x), the test targets"})
+    display.ax_.set(ylim=(-12, 12), title="AutoDEUQ")
+    display.ax_std_.set(xlabel="x", yscale="log")
     if out:
-        fig.savefig(out, dpi=110)
-        plt.close(fig)
+        display.figure_.savefig(out, dpi=110)
         print(f"figure saved to {out}")
 
 
@@ -156,7 +119,7 @@ def main(argv=None):
 
 
 if __name__ == "__main__":  # Dask's worker processes import this file again: keep the guard
+    import matplotlib.pyplot as plt
+
     main()
-    plt = pyplot()
-    if plt is not None and plt.get_backend().lower() != "agg":
-        plt.show()
+    plt.show()  # where there is a screen

@@ -194,6 +194,44 @@ def test_bands_from_predictions_unpack_predict_uncertainty(models, toy):
     assert top == pytest.approx((unc.mean + z * unc.aleatoric_std).max())
 
 
+def test_bands_of_several_models_on_one_axes_are_told_apart(models, toy):
+    """aleatoric_kwargs and epistemic_kwargs restyle the bands; a single network's epistemic
+    band (of zero width) has no legend entry, an ensemble's has one."""
+    X, y, X_test, _ = toy
+    _fig, ax = plt.subplots()
+    one = PredictiveBandsDisplay.from_estimator(
+        models["mlp"], X_test, X_train=X, y_train=y, ax=ax, margin=0,
+        aleatoric_kwargs={"color": "tab:green", "label": "one network"},
+        mean_kwargs={"color": "tab:green"})
+    ensemble = PredictiveBandsDisplay.from_estimator(
+        models["ensemble"], X_test, ax=ax, margin=0, shade_gaps=False,
+        epistemic_kwargs={"color": "tab:purple", "alpha": 0.2})
+    to_rgba = mpl.colors.to_rgba
+    np.testing.assert_allclose(one.aleatoric_band_.get_facecolor()[0],
+                               to_rgba("tab:green", 0.35))  # the other defaults stay
+    np.testing.assert_allclose(ensemble.aleatoric_band_.get_facecolor()[0],
+                               to_rgba("tab:blue", 0.35))
+    for band in ensemble.epistemic_bands_:
+        np.testing.assert_allclose(band.get_facecolor()[0], to_rgba("tab:purple", 0.2))
+    labels = ax.get_legend_handles_labels()[1]
+    assert labels.count("one network") == 1
+    assert labels.count("widened by epistemic (lack of data)") == 1  # the ensemble's alone
+    assert len(one.gap_spans_) >= 2
+    assert ensemble.gap_spans_ == []
+
+
+def test_bands_as_error_bars_take_their_own_keyword_arguments(pipeline, frame_data):
+    X, _ = frame_data
+    display = PredictiveBandsDisplay.from_estimator(
+        pipeline, X, feature="a", std_panel=False, epistemic_kwargs={"ecolor": "tab:purple"},
+        aleatoric_kwargs={"label": "the noise"})
+    assert display.epistemic_bands_[0].lines[2][0].get_colors()[0] == pytest.approx(
+        mpl.colors.to_rgba("tab:purple", 0.5))
+    labels = display.ax_.get_legend_handles_labels()[1]
+    assert "the noise" in labels
+    assert not any("band, total" in label for label in labels)  # one network: no epistemic
+
+
 @pytest.mark.parametrize(("kwargs", "match"), [
     ({"feature": "c"}, r"feature='c' is not a column of X \(X has the columns \['a', 'b'\]\)"),
     ({"feature": 2}, r"feature must be a column name, an int in \[0, 2\)"),

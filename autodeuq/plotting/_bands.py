@@ -349,7 +349,7 @@ class PredictiveBandsDisplay:
 
     def plot(self, ax=None, *, coverage=0.95, std_panel=None, style="auto", shade_gaps="auto",
              legend=True, mean_kwargs=None, data_kwargs=None, train_kwargs=None,
-             gap_kwargs=None):
+             gap_kwargs=None, aleatoric_kwargs=None, epistemic_kwargs=None):
         """Draw the bands, and the standard deviations in a panel below.
 
         Parameters
@@ -374,6 +374,12 @@ class PredictiveBandsDisplay:
         mean_kwargs, data_kwargs, train_kwargs, gap_kwargs : dict, default=None
             Keyword arguments for the mean's line, the observed points, the training points
             and the shaded gaps (e.g. ``{"label": "no rows of data.csv"}``).
+        aleatoric_kwargs, epistemic_kwargs : dict, default=None
+            Keyword arguments for the aleatoric band and for what the epistemic part adds to
+            it, passed to ``fill_between`` (``errorbar`` for ``style="errorbar"``), e.g.
+            ``{"color": "tab:green", "label": None}`` to tell several models apart on one
+            Axes. The epistemic band has a legend entry only where the model has an epistemic
+            part (a single network has none).
 
         Returns
         -------
@@ -401,6 +407,8 @@ class PredictiveBandsDisplay:
         data_kwargs = check_kwargs("data_kwargs", data_kwargs)
         train_kwargs = check_kwargs("train_kwargs", train_kwargs)
         gap_kwargs = check_kwargs("gap_kwargs", gap_kwargs)
+        aleatoric_kwargs = check_kwargs("aleatoric_kwargs", aleatoric_kwargs)
+        epistemic_kwargs = check_kwargs("epistemic_kwargs", epistemic_kwargs)
         if axes is None:
             axes = new_axes(f"{type(self).__name__}.plot", 2 if std_panel else 1, 1,
                             sharex=True, figsize=(9, 6.5 if std_panel else 4.5),
@@ -417,16 +425,20 @@ class PredictiveBandsDisplay:
                             self.epistemic_std[order])
         self.gap_spans_ = []
         self.std_lines_ = {}
+        has_epistemic = bool(np.any(epi > 0))
         if style == "fill":
             alea_lo, alea_hi = mean - z * alea, mean + z * alea
             self.aleatoric_band_ = ax.fill_between(
-                x, alea_lo, alea_hi, color="tab:blue", alpha=0.35, linewidth=0,
-                label=f"{level} band, aleatoric only (noise)")
+                x, alea_lo, alea_hi, **{"color": "tab:blue", "alpha": 0.35, "linewidth": 0,
+                                        "label": f"{level} band, aleatoric only (noise)",
+                                        **aleatoric_kwargs})
+            epistemic_kwargs = {"color": "tab:orange", "alpha": 0.35, "linewidth": 0,
+                                "label": "widened by epistemic (lack of data)"
+                                if has_epistemic else None, **epistemic_kwargs}
             self.epistemic_bands_ = (
-                ax.fill_between(x, mean - z * total, alea_lo, color="tab:orange", alpha=0.35,
-                                linewidth=0, label="widened by epistemic (lack of data)"),
-                ax.fill_between(x, alea_hi, mean + z * total, color="tab:orange", alpha=0.35,
-                                linewidth=0),
+                ax.fill_between(x, mean - z * total, alea_lo, **epistemic_kwargs),
+                ax.fill_between(x, alea_hi, mean + z * total,
+                                **{**epistemic_kwargs, "label": None}),
             )
             self.mean_line_ = ax.plot(x, mean, **{"color": "tab:red", "lw": 1.5,
                                                   "label": "predicted mean", **mean_kwargs})[0]
@@ -441,11 +453,13 @@ class PredictiveBandsDisplay:
                 }
         else:
             self.epistemic_bands_ = (ax.errorbar(
-                x, mean, yerr=z * total, fmt="none", ecolor="tab:orange", alpha=0.5, lw=1,
-                label=f"{level} band, total"),)
+                x, mean, yerr=z * total, **{"fmt": "none", "ecolor": "tab:orange", "alpha": 0.5,
+                                            "lw": 1, "label": f"{level} band, total"
+                                            if has_epistemic else None, **epistemic_kwargs}),)
             self.aleatoric_band_ = ax.errorbar(
-                x, mean, yerr=z * alea, fmt="none", ecolor="tab:blue", alpha=0.6, lw=2,
-                label=f"{level} band, aleatoric only")
+                x, mean, yerr=z * alea, **{"fmt": "none", "ecolor": "tab:blue", "alpha": 0.6,
+                                           "lw": 2, "label": f"{level} band, aleatoric only",
+                                           **aleatoric_kwargs})
             self.mean_line_ = ax.scatter(x, mean, **{"s": 6, "color": "tab:red", "zorder": 3,
                                                      "label": "predicted mean", **mean_kwargs})
             if ax_std is not None:
