@@ -19,6 +19,7 @@ from conftest import load
 
 from autodeuq import AutoDEUQRegressor, NASRegressor
 from autodeuq.evaluation import DaskEvaluator, TrialResult, train_candidate
+from autodeuq.evaluation import _train as train_module
 from autodeuq.evaluation._dask import _gpu_share, _gpu_slots, _gpu_worker_specs
 from autodeuq.nn import (
     PREDICT_BATCH_SIZE,
@@ -26,6 +27,7 @@ from autodeuq.nn import (
     GaussianNet,
     TensorDataset,
     predict_in_batches,
+    train_network,
 )
 
 NET = {"layers": [{"units": 16}], "max_epochs": 5, "learning_rate": 1e-2, "patience": 5}
@@ -180,7 +182,8 @@ def test_estimators_refuse_bad_values_and_pass_good_ones_on(monkeypatch, cls):
 
     monkeypatch.setattr(DaskEvaluator, "start", refuse)
     X = np.random.default_rng(0).normal(size=(20, 2))
-    with pytest.raises(ValueError, match=r"trials_per_device must be an int >= 1; got 0\. Use"):
+    with pytest.raises(ValueError, match=r"trials_per_device must be an int >= 1; got 0\. Use "
+                       "1 for one trial per GPU"):  # the evaluator's words
         cls(trials_per_device=0, max_evals=1).fit(X, X[:, 0])
     assert cls().get_params()["trials_per_device"] == 1
     evaluator = cls(trials_per_device=3)._make_evaluator()
@@ -204,11 +207,12 @@ def test_cached_gpu_memory_is_released_after_a_cuda_trial_only(monkeypatch, data
     assert calls == [1, 1]
 
 
-def test_a_trial_keeps_nothing_of_itself_alive(monkeypatch, data):
-    """Once train_candidate returns, its network, optimizer and data tensors are gone, freed
-    by reference counting alone (the cyclic collector off), so what they held on a GPU is
-    free for ``empty_cache`` to hand back."""
-    made = []
+def test_a_trial_keeps_nothing_of_itself_alive_when_the_cache_is_emptied(monkeypatch, data):
+    """By the time train_candidate empties the CUDA cache, its network, optimizer and data
+    tensors are gone, freed by reference counting alone (the cyclic collector off), so what
+    they held on a GPU is free for ``empty_cache`` to hand back. No GPU here: the trial is
+    told ``device="cuda"`` and trains on the CPU."""
+    made, alive_at_empty = [], []
     initialize, dataset_init = GaussianNet.initialize, TensorDataset.__init__
 
     def recording_initialize(self):
@@ -220,18 +224,24 @@ def test_a_trial_keeps_nothing_of_itself_alive(monkeypatch, data):
         dataset_init(self, *args, **kwargs)
         made.extend((weakref.ref(self), weakref.ref(self.X)))
 
+    def on_the_cpu(*args, device, **kwargs):
+        assert device == "cuda"
+        return train_network(*args, device="cpu", **kwargs)
+
     monkeypatch.setattr(GaussianNet, "initialize", recording_initialize)
     monkeypatch.setattr(TensorDataset, "__init__", recording_dataset_init)
+    monkeypatch.setattr(train_module, "train_network", on_the_cpu)
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: alive_at_empty.append(
+        [ref() for ref in made if ref() is not None]))
     gc.collect()
     gc.disable()
     try:
-        result = train_candidate(NET, data, 1)
-        alive = [ref() for ref in made if ref() is not None]
+        result = train_candidate(NET, data, 1, device="cuda")
     finally:
         gc.enable()
     assert result.status == "success"
     assert len(made) >= 5  # the net, its module and optimizer, the data it trained on
-    assert alive == []
+    assert alive_at_empty == [[]]  # emptied once, with nothing of the trial left
     assert all(isinstance(v, np.ndarray) for v in result.state.values())
 
 

@@ -21,6 +21,7 @@ from ..evaluation import (
     run_refits,
     run_search,
 )
+from ..evaluation._checks import check_positive_int, check_trials_per_device
 from ..evaluation._discard import RungTable, make_early_discard, search_outcome
 from ..evaluation._progress import SearchProgress
 from ..evaluation._train import network_config
@@ -71,14 +72,6 @@ class SearchOutcome:
     deadline: float | None = None  # Unix time the time budget ends: refits end there too
 
 
-def _positive_int(name, value, fix, allow_none=True):
-    if value is None and allow_none:
-        return
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be an int >= 1{' or None' if allow_none else ''}; got "
-                         f"{value!r}. {fix}")
-
-
 def _positive_real(name, value, fix):
     if value is None:
         return
@@ -93,13 +86,15 @@ class SearchRegressorBase(UncertaintyRegressorMixin, RegressorMixin, BaseEstimat
     # -- checks ------------------------------------------------------------------------------
 
     def _check_search_params(self):
-        _positive_int("max_evals", self.max_evals, "Give the number of candidates to train.")
+        check_positive_int("max_evals", self.max_evals, "Give the number of candidates to train.",
+                           allow_none=True)
         _positive_real("time_budget", self.time_budget, "Give the fit's wall time.")
         if self.max_evals is None and self.time_budget is None:
             raise ValueError("max_evals and time_budget must not both be None: the search would "
                              "never end. Set max_evals=50, time_budget=300, or both.")
         if self.n_jobs is not None and self.n_jobs != -1:
-            _positive_int("n_jobs", self.n_jobs, "Use None or -1 for every core.")
+            check_positive_int("n_jobs", self.n_jobs, "Use None or -1 for every core.",
+                               allow_none=True)
         if self.backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}; got {self.backend!r}. Use "
                              "'dask' (parallel) or 'serial' (in process, reproducible).")
@@ -110,9 +105,7 @@ class SearchRegressorBase(UncertaintyRegressorMixin, RegressorMixin, BaseEstimat
                              f"{self.devices!r}. Use backend='dask'.")
         self._check_scheduler()
         self._check_devices()
-        _positive_int("trials_per_device", self.trials_per_device, "Use 1 for one candidate "
-                      "per GPU at a time, or 2 to 4 to train several small candidates on each "
-                      "GPU at once.", allow_none=False)
+        check_trials_per_device(self.trials_per_device)
         _positive_real("trial_timeout", self.trial_timeout, "Use None for no limit.")
         if not isinstance(self.verbose, numbers.Integral) or self.verbose < 0:
             raise ValueError(f"verbose must be an int >= 0; got {self.verbose!r}. Use 0 (silent), "

@@ -12,7 +12,6 @@ import functools
 import itertools
 import logging
 import math
-import numbers
 import os
 import statistics
 import threading
@@ -24,6 +23,7 @@ from distributed.diagnostics.plugin import WorkerPlugin
 
 from ..exceptions import SchedulerConnectionError
 from ._base import Evaluator
+from ._checks import check_trials_per_device
 from ._result import TrialResult
 from ._train import train_candidate
 
@@ -69,13 +69,6 @@ _CONNECT_TIMEOUT = "20s"
 # A trial's GPU request is 1/k of a GPU less this relative margin: k requests of exactly 1/k
 # do not always fit in 1 in floating point (k = 9: the ninth finds 1 - 8/9 < 1/9 left).
 _GPU_SHARE_MARGIN = 1e-9
-
-
-def _check_trials_per_device(value):
-    if (not isinstance(value, numbers.Integral) or isinstance(value, bool)) or value < 1:
-        raise ValueError(f"trials_per_device must be an int >= 1; got {value!r}. Use 1 for one "
-                         "trial per GPU at a time, or 2 to 4 to run several small candidates "
-                         "on each GPU at once.")
 
 
 def _gpu_share(trials_per_device):
@@ -400,7 +393,7 @@ class DaskEvaluator(Evaluator):
     def start(self, data):
         from distributed import Client, as_completed, default_client
 
-        _check_trials_per_device(self.trials_per_device)  # before any cluster or connection
+        check_trials_per_device(self.trials_per_device)  # before any cluster or connection
         threads = None
         if self.scheduler is not None and isinstance(self.scheduler, Client):
             self._client = self.scheduler

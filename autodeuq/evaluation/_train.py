@@ -1,7 +1,5 @@
 """train_candidate: the only code that runs on workers."""
 
-import functools
-import inspect
 import os
 import time
 import traceback
@@ -49,30 +47,6 @@ def refit_data(data, holdout, seed):
     return {"X_train": X[train], "y_train": y[train], "X_valid": X[valid], "y_valid": y[valid]}
 
 
-def _releases_device_memory(task):
-    """Wrap ``task`` (train_candidate): after a trial on a CUDA device, hand the GPU memory
-    torch's allocator keeps cached back to the device, so that the other processes sharing the
-    GPU (``trials_per_device``) can use it. Nothing of the trial is referenced by then (the
-    result holds numpy arrays), so everything it held on the device is free; CPU-only runs
-    make no CUDA call."""
-    signature = inspect.signature(task)
-
-    @functools.wraps(task)
-    def wrapper(*args, **kwargs):
-        device = signature.bind_partial(*args, **kwargs).arguments.get("device", "cpu")
-        if not str(device).startswith("cuda"):
-            return task(*args, **kwargs)
-        try:
-            return task(*args, **kwargs)
-        finally:
-            import torch
-
-            torch.cuda.empty_cache()
-
-    return wrapper
-
-
-@_releases_device_memory
 def train_candidate(config, data, seed, device="cpu", time_limit=None, trial_id=-1,
                     deadline=None, holdout=None, rungs=None):
     """Train one candidate and return a :class:`TrialResult`; never raises for a bad candidate.
@@ -117,6 +91,23 @@ def train_candidate(config, data, seed, device="cpu", time_limit=None, trial_id=
         ``"failed"`` with the error text. Only ``KeyboardInterrupt`` and
         ``SystemExit`` propagate.
     """
+    try:
+        return _run_trial(config, data, seed, device, time_limit, trial_id, deadline, holdout,
+                          rungs)
+    finally:
+        # The trial's frame has returned and its result holds numpy arrays, so nothing it put
+        # on the device is referenced any more: hand the blocks torch's allocator keeps cached
+        # back to the GPU, for the other processes sharing it (trials_per_device). A run on
+        # the CPU makes no CUDA call.
+        if str(device).startswith("cuda"):
+            import torch
+
+            torch.cuda.empty_cache()
+
+
+def _run_trial(config, data, seed, device, time_limit, trial_id, deadline, holdout, rungs):
+    """The work of :func:`train_candidate`, in a frame of its own that is gone (with every
+    tensor it held) before the cache is emptied."""
     start = time.time()
     common = {"trial_id": trial_id, "config": config, "seed": int(seed), "start": start,
               "worker": worker_name()}
