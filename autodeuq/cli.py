@@ -627,7 +627,7 @@ def _plot(args):
     n_members = len(getattr(est, "members_", getattr(est, "estimators_", [None])))
     what = f"{type(est).__name__}" + (f", {n_members} networks" if n_members > 1 else "")
     display.ax_.set_title(f"{what}: predicted {target or 'value'} against {x_name}"
-                          + ("" if grid else " (each row of the data; other features vary)"))
+                          + ("" if grid else "\n(each row of the data; other features vary)"))
     display.ax_std_.set_xlabel(x_name)
     path = out or Path("uncertainty.png")
     try:
