@@ -414,6 +414,7 @@ def _write_gaussian(est, w, key):
         "n_epochs_": _encode(est.n_epochs_),
         "best_epoch_": _encode(est.best_epoch_),
         "validation_nll_": _encode(est.validation_nll_),
+        "std_scale_": _encode(getattr(est, "std_scale_", 1.0)),
         "history_": _encode(est.history_),
     })
     return fitted
@@ -444,6 +445,9 @@ def _read_gaussian(est, fitted, r, where):
     if nll is not None and not isinstance(nll, (int, float)):
         raise _Broken(f"{where}.validation_nll_ must be a number or null")
     est.validation_nll_ = nll
+    # Files written before networks carried a recalibration factor have none: 1.
+    est.std_scale_ = (_decode_number(fitted, "std_scale_", where, positive=True)
+                      if "std_scale_" in fitted else 1.0)
     est.history_ = _decode(_field(fitted, "history_", where, list), f"{where}.history_")
 
     saved = _field(fitted, "module_", where, dict)
@@ -508,8 +512,8 @@ def _read_ensemble(est, fitted, r, where):
 
 
 _SEARCH_ATTRS = {
-    "NASRegressor": ("best_params_", "best_config_", "best_score_", "search_time_",
-                     "refit_time_"),
+    "NASRegressor": ("best_params_", "best_config_", "best_score_", "std_scale_",
+                     "search_time_", "refit_time_"),
     "AutoDEUQRegressor": ("members_", "validation_nll_", "std_scale_", "n_candidates_",
                           "search_time_", "refit_time_"),
 }

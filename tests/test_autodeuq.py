@@ -169,12 +169,14 @@ def test_sklearn_compatible(estimator, check):
 
 def test_the_time_budget_keeps_time_for_the_refit():
     # Three rounds of refits (5 members, 2 at a time), each as long as the median training
-    # time of the best five candidates, scaled to the refit's rows.
+    # time of the best five candidates, scaled to the refit's rows, with a margin of half.
     timed = [(0.1, 4.0), (0.2, 6.0), (0.3, 8.0), (0.4, 2.0), (0.5, 6.0), (9.0, 100.0)]
     est = AutoDEUQRegressor(time_budget=300, ensemble_size=5)
-    assert est._time_reserve(timed, capacity=2, refit_rows=1.25) == pytest.approx(3 * 6 * 1.25)
-    assert est._time_reserve(timed, capacity=8, refit_rows=1.0) == pytest.approx(6)
-    assert est._time_reserve([], capacity=2, refit_rows=1.25) == 0  # nothing to size it by
+    assert est._time_reserve(timed, capacity=2, refit_rows=1.25) == pytest.approx(
+        3 * 1.5 * 6 * 1.25)
+    assert est._time_reserve(timed, capacity=8, refit_rows=1.0) == pytest.approx(1.5 * 6)
+    # Before a trial succeeds, a round is taken as a twentieth of the budget.
+    assert est._time_reserve([], capacity=2, refit_rows=1.25) == pytest.approx(3 * 300 / 20)
     assert AutoDEUQRegressor(time_budget=20)._time_reserve(timed, 2, 1.25) == 10  # half at most
     assert AutoDEUQRegressor(time_budget=300, refit=False)._time_reserve(timed, 2, 1.25) == 0
     assert AutoDEUQRegressor(max_evals=5)._time_reserve(timed, 2, 1.25) == 0

@@ -530,6 +530,8 @@ SEARCH_PARAMS = [
     ("auto", {"selection": None}, TypeError, "selection must be a str"),
     ("auto", {"recalibrate": 1}, ValueError,
      "recalibrate must be 'widen', 'fit', True or False"),
+    ("nas", {"recalibrate": "narrow"}, ValueError,
+     "recalibrate must be 'widen', 'fit', True or False"),
     ("nas", {"early_discard": "halving"}, ValueError, "early_discard must be None"),
     ("auto", {"security": "tls"}, TypeError, "security must be a distributed.security"),
     ("nas", {"trials_per_device": 0}, ValueError, "trials_per_device must be an int >= 1"),

@@ -94,6 +94,26 @@ def test_the_best_candidates_are_scored_again_before_the_winner_is_chosen(regres
     assert nas(rescore_top=0).fit(X, y).rescored_ == []
 
 
+def test_the_kept_network_is_recalibrated_on_its_held_out_predictions(regression_data):
+    X, y, X_test, _ = regression_data
+    fits = {mode: nas(refit=True, rescore_top=3, recalibrate=mode).fit(X, y)
+            for mode in (False, "fit", "widen")}
+    raw = fits[False]
+    assert raw.std_scale_ == 1.0
+    mean, std = raw.predict(X_test, return_std=True)
+    for mode in ("fit", "widen"):  # the same network (serial: the same search and refit)
+        est = fits[mode]
+        assert est.best_params_ == raw.best_params_
+        scaled_mean, scaled_std = est.predict(X_test, return_std=True)
+        np.testing.assert_allclose(scaled_mean, mean)
+        np.testing.assert_allclose(scaled_std, std * est.std_scale_)
+        assert est.pipeline_[-1].std_scale_ == est.std_scale_
+    # "widen" is the fitted factor when it widens, else 1; the fitted one does lower the NLL
+    # of the held-out predictions it was fitted on, which is checked by fit_std_scale's tests.
+    assert fits["widen"].std_scale_ == max(1.0, fits["fit"].std_scale_)
+    assert fits["fit"].std_scale_ != 1.0
+
+
 def test_failed_refit_keeps_the_searched_network(fitted, regression_data, monkeypatch):
     from autodeuq.evaluation import _train
 
@@ -212,6 +232,7 @@ def no_search(monkeypatch):
     ({"checkpoint_dir": 3}, "checkpoint_dir"),
     ({"refit": "yes"}, "refit"),
     ({"rescore_top": -1}, "rescore_top"),
+    ({"recalibrate": "narrow"}, "recalibrate"),
 ])
 def test_invalid_parameters_are_refused_before_the_search(regression_data, params, match):
     X, y, _, _ = regression_data
@@ -311,7 +332,8 @@ def test_search_starts_from_the_default_network(regression_data):
 
 def test_the_time_budget_keeps_time_for_rescoring_and_refit():
     timed = [(0.1, 4.0), (0.2, 2.0)]
-    # rescoring the best 3 two at a time (2 rounds), then the winner's refit (1)
-    assert NASRegressor(time_budget=300)._time_reserve(timed, 2, 1.0) == pytest.approx(9)
-    assert NASRegressor(time_budget=300, rescore_top=1)._time_reserve(timed, 2, 1.0) == 3
+    # rescoring the best 3 two at a time (2 rounds), then the winner's refit (1), each round
+    # as long as the median of the best trials' times and half of it again
+    assert NASRegressor(time_budget=300)._time_reserve(timed, 2, 1.0) == pytest.approx(13.5)
+    assert NASRegressor(time_budget=300, rescore_top=1)._time_reserve(timed, 2, 1.0) == 4.5
     assert NASRegressor(time_budget=300, refit=False)._time_reserve(timed, 2, 1.0) == 0

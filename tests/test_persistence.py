@@ -129,7 +129,7 @@ def test_saving_a_loaded_model_gives_the_same_bytes(saved, tmp_path, kind):
 def test_a_single_networks_fitted_attributes_round_trip(fitted, saved):
     est, loaded = fitted["single"], autodeuq.load(saved["single"])
     for name in ("config_", "y_mean_", "y_scale_", "history_", "n_epochs_", "best_epoch_",
-                 "validation_nll_", "n_features_in_"):
+                 "validation_nll_", "std_scale_", "n_features_in_"):
         assert_same_value(getattr(est, name), getattr(loaded, name), name)
     for name in ("mean_", "var_", "scale_", "n_samples_seen_"):
         assert_same_value(getattr(est.x_scaler_, name), getattr(loaded.x_scaler_, name), name)
@@ -355,6 +355,25 @@ def test_a_newer_minor_version_with_extra_fields_loads(saved, tmp_path, regressi
     path = rewrite(saved["ensemble"], tmp_path / "minor.autodeuq", document)
     loaded = autodeuq.load(path)
     assert_same_predictions(autodeuq.load(saved["ensemble"]), loaded, regression_data[2])
+
+
+def test_a_network_saved_before_it_had_a_recalibration_factor_loads_with_none(
+        saved, tmp_path, regression_data):
+    document = read_document(saved["single"])
+    del document["estimator"]["fitted"]["std_scale_"]  # as format 1.0 files written before it
+    loaded = autodeuq.load(rewrite(saved["single"], tmp_path / "old.autodeuq", document))
+    assert loaded.std_scale_ == 1.0
+    assert_same_predictions(autodeuq.load(saved["single"]), loaded, regression_data[2])
+
+
+def test_a_recalibrated_network_predicts_identically_after_loading(fitted, tmp_path,
+                                                                   regression_data):
+    est = pickle.loads(pickle.dumps(fitted["single"]))
+    est.std_scale_ = 1.7  # as NASRegressor sets it on the network it keeps
+    est.save(tmp_path / "scaled.autodeuq")
+    loaded = autodeuq.load(tmp_path / "scaled.autodeuq")
+    assert loaded.std_scale_ == 1.7
+    assert_same_predictions(est, loaded, regression_data[2])
 
 
 def _edit(document, kind):

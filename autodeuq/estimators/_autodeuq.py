@@ -14,7 +14,7 @@ from ..evaluation import train_candidate
 from ..evaluation._train import network_config
 from ..uncertainty import NormalMixture, fit_std_scale, nll
 from ._deep_ensemble import DeepEnsembleRegressor
-from ._search_base import SearchFailedError, SearchRegressorBase
+from ._search_base import SearchFailedError, SearchRegressorBase, recalibration_mode
 
 __all__ = ["AutoDEUQRegressor"]
 
@@ -153,7 +153,7 @@ random_state, verbose, early_discard, security
                 raise ValueError(f"{name} must be an int >= 1; got {value!r}. Pass e.g. "
                                  f"{name}={5 if name == 'ensemble_size' else 50}.")
         self._check_bools("refit")
-        recalibration = _recalibration(self.recalibrate)
+        recalibration = recalibration_mode(self.recalibrate)
         selector = make_selector(self.selection, self.ensemble_size)
         self._check_checkpoint_dir()
         directory = None if self.checkpoint_dir is None else Path(self.checkpoint_dir) / "weights"
@@ -225,17 +225,6 @@ random_state, verbose, early_discard, security
                 "Raise max_evals or time_budget, or lower ensemble_size.",
                 UserWarning, stacklevel=2)
         return self
-
-
-def _recalibration(value):
-    """``recalibrate`` as "widen", "fit" or None (off); True is "fit"."""
-    if isinstance(value, bool | np.bool_):
-        return "fit" if value else None
-    if isinstance(value, str) and value in ("widen", "fit"):
-        return value
-    raise ValueError(f"recalibrate must be 'widen', 'fit', True or False; got {value!r}. Use "
-                     "'widen' (the default) to correct overconfidence only, or False to keep "
-                     "the stds as trained.")
 
 
 def _allocate(weights, n):

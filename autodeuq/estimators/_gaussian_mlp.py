@@ -86,6 +86,9 @@ class GaussianMLPRegressor(UncertaintyRegressorMixin, RegressorMixin, BaseEstima
     best_epoch_ : int
     validation_nll_ : float or None
         Validation NLL of the restored weights, in the units of y.
+    std_scale_ : float
+        Factor on the predicted standard deviation: 1 when fitted here; a search
+        (:class:`NASRegressor`) sets it when it recalibrates the network it keeps.
     n_features_in_ : int
     feature_names_in_ : ndarray of str
         Only when X has feature names.
@@ -247,6 +250,7 @@ class GaussianMLPRegressor(UncertaintyRegressorMixin, RegressorMixin, BaseEstima
         self.best_epoch_ = result.best_epoch
         valid_loss = result.best_valid_loss
         self.validation_nll_ = None if valid_loss is None else valid_loss + math.log(y_scale)
+        self.std_scale_ = 1.0
         # Trained in float32; kept in float64 so that a row's prediction does not depend on
         # the other rows of the batch (float32 matrix products round differently by shape).
         self.module_ = result.module.double()
@@ -270,6 +274,7 @@ class GaussianMLPRegressor(UncertaintyRegressorMixin, RegressorMixin, BaseEstima
         est.history_ = history or []
         est.n_epochs_, est.best_epoch_ = n_epochs, best_epoch
         est.validation_nll_ = validation_nll
+        est.std_scale_ = 1.0
         return est
 
     def _predict_standardized(self, X):
@@ -295,7 +300,8 @@ class GaussianMLPRegressor(UncertaintyRegressorMixin, RegressorMixin, BaseEstima
             One component per sample, in the units of y.
         """
         mean, var = self._predict_standardized(X)
-        return NormalMixture(mean, np.sqrt(var)).affine(self.y_mean_, self.y_scale_)
+        std = np.sqrt(var) * getattr(self, "std_scale_", 1.0)  # older pickles: no factor
+        return NormalMixture(mean, std).affine(self.y_mean_, self.y_scale_)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

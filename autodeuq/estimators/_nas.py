@@ -2,13 +2,15 @@
 
 import math
 import numbers
+import time
 
 import numpy as np
 from sklearn.pipeline import Pipeline
 
 from ..evaluation import train_candidate
-from ..evaluation._train import network_config
-from ._search_base import SearchRegressorBase
+from ..evaluation._train import network_config, refit_data
+from ..uncertainty import NormalMixture, fit_std_scale
+from ._search_base import SearchRegressorBase, recalibration_mode
 
 __all__ = ["NASRegressor"]
 
@@ -74,6 +76,15 @@ class NASRegressor(SearchRegressorBase):
         With ``refit``, the best ``rescore_top`` candidates train once more on the data split
         anew before the winner is chosen, by the mean of its two validation NLLs: the single
         lowest score of many is partly luck (the winner's curse). 0 or 1 keeps the lowest.
+    recalibrate : {"widen", "fit"} or bool, default="widen"
+        Scale the kept network's std by one factor (``std_scale_``) that minimizes the NLL of
+        its held-out predictions: the winner's on the validation part and, after rescoring,
+        those of its second training on rows it did not train on (see
+        :func:`autodeuq.uncertainty.fit_std_scale`). A single network trained on a small
+        sample is often over- or under-confident about the noise; the mean is unchanged.
+        ``"widen"`` applies the factor only when it is above 1, ``"fit"`` (or True) also
+        narrows, False keeps the std as trained. Narrowing is not the default, for the reason
+        given at :class:`AutoDEUQRegressor`: the points that picked the winner flatter it.
     initial_configs : None, "default" or list of dict, default="default"
         Configurations the search evaluates first. ``"default"`` starts from
         :class:`GaussianMLPRegressor`'s defaults brought into the search space (a strong first
@@ -133,6 +144,9 @@ class NASRegressor(SearchRegressorBase):
         Wall time of the search, in seconds.
     refit_time_ : float
         Wall time of the refit, in seconds (0 without one).
+    std_scale_ : float
+        The recalibration factor on the kept network's std (1 without ``recalibrate``); the
+        network in ``pipeline_`` applies it.
     rescored_ : list of dict
         Per rescored candidate: ``trial_id``, ``valid_nll`` (the search's), ``rescore_nll``
         (the second score) and ``mean_nll``; empty without rescoring.
@@ -143,8 +157,8 @@ class NASRegressor(SearchRegressorBase):
     def __init__(self, search_space=None, algorithm="agebo", max_evals=50, time_budget=None,
                  n_jobs=None, backend="dask", scheduler=None, devices=None, trials_per_device=1,
                  trial_timeout=None, validation_fraction=0.2, refit=True, rescore_top=3,
-                 initial_configs="default", checkpoint_dir=None, random_state=None, verbose=0,
-                 early_discard=None, security=None):
+                 recalibrate="widen", initial_configs="default", checkpoint_dir=None,
+                 random_state=None, verbose=0, early_discard=None, security=None):
         self.search_space = search_space
         self.algorithm = algorithm
         self.max_evals = max_evals
@@ -158,6 +172,7 @@ class NASRegressor(SearchRegressorBase):
         self.validation_fraction = validation_fraction
         self.refit = refit
         self.rescore_top = rescore_top
+        self.recalibrate = recalibrate
         self.initial_configs = initial_configs
         self.checkpoint_dir = checkpoint_dir
         self.random_state = random_state
@@ -188,6 +203,7 @@ class NASRegressor(SearchRegressorBase):
                 or self.rescore_top < 0):
             raise ValueError(f"rescore_top must be an int >= 0; got {self.rescore_top!r}. Use 0 "
                              "to keep the candidate with the best validation NLL as it is.")
+        recalibration = recalibration_mode(self.recalibrate)
         best = {}
 
         def keep_best(result):
@@ -203,8 +219,25 @@ class NASRegressor(SearchRegressorBase):
         def finish(outcome, evaluator):
             winner = best["result"]
             self.rescored_ = []
+            # The winner's predictions on rows it did not train on: (y, mean, var), in
+            # standardized units, to recalibrate the network kept.
+            held_out = [(outcome.data["y_valid"], winner.valid_mean, winner.valid_var)]
             if self.refit and self.rescore_top > 1:
-                winner = self._rescore(outcome, evaluator)
+                winner, again = self._rescore(outcome, evaluator)
+                if winner.trial_id != best["result"].trial_id:  # its search arrays were dropped
+                    held_out = []
+                if again is not None and again.ok:
+                    y_again = refit_data(outcome.data, self.validation_fraction,
+                                         again.seed)["y_valid"]
+                    held_out.append((y_again, again.valid_mean, again.valid_var))
+            std_scale = 1.0
+            if recalibration is not None and held_out:
+                y_held, means, variances = (np.concatenate(part)
+                                            for part in zip(*held_out, strict=True))
+                std_scale = fit_std_scale(
+                    y_held.astype(np.float64),
+                    NormalMixture(means[None], np.sqrt(variances)[None], np.ones(1)),
+                    widen_only=recalibration == "widen")
             model = None
             if self.refit:
                 [model] = self._refit_members(outcome, evaluator, [winner])
@@ -214,6 +247,7 @@ class NASRegressor(SearchRegressorBase):
                     state = train_candidate(winner.config, outcome.data, winner.seed,
                                             trial_id=winner.trial_id).state
                 model = self._member(outcome, winner, state)
+            model.std_scale_ = std_scale
             return outcome, winner, model
 
         outcome, winner, model = self._search(X, y, keep_best, finish)
@@ -221,6 +255,7 @@ class NASRegressor(SearchRegressorBase):
         self.best_params_ = dict(winner.config)
         self.best_config_ = network_config(winner.config)
         self.best_score_ = -(winner.objective + math.log(outcome.y_scale))
+        self.std_scale_ = model.std_scale_
         self.search_results_ = self._results_frame(outcome)
         self.search_time_ = outcome.wall_time
         return self
@@ -232,12 +267,19 @@ class NASRegressor(SearchRegressorBase):
         (the winner's curse). Each of the top ones trains again from a fresh seed on all the
         data split anew (the same validation fraction); the winner has the lowest mean of its
         two validation NLLs. A retraining that fails counts as infinitely bad.
+
+        Returns the winner and the result of its second training (None when nothing was
+        rescored).
         """
         ranked = sorted((r for r in outcome.results if r.ok), key=lambda r: r.objective)
         ranked = ranked[:self.rescore_top]
-        if len(ranked) < 2 or self._out_of_time(outcome):  # nothing to rescore, or no time
-            return ranked[0]
-        again = self._retrain(outcome, evaluator, ranked, self.validation_fraction)
+        # The rescoring ends early enough to leave the winner's refit a round of its own.
+        deadline = (None if outcome.deadline is None
+                    else outcome.deadline - outcome.round_seconds)
+        if len(ranked) < 2 or (deadline is not None and time.time() >= deadline):
+            return ranked[0], None  # nothing to rescore, or no time for it
+        again = self._retrain(outcome, evaluator, ranked, self.validation_fraction,
+                              deadline=deadline)
         log_scale = math.log(outcome.y_scale)
         scores = []
         for trial, result in zip(ranked, again, strict=True):
@@ -247,4 +289,5 @@ class NASRegressor(SearchRegressorBase):
                                    "valid_nll": trial.objective + log_scale,
                                    "rescore_nll": second + log_scale,
                                    "mean_nll": scores[-1] + log_scale})
-        return ranked[int(np.argmin(scores))]
+        best = int(np.argmin(scores))
+        return ranked[best], again[best]

@@ -1,6 +1,7 @@
 """What the searching estimators share: parameters, checks, and one search run on Dask."""
 
 import contextlib
+import heapq
 import math
 import numbers
 import os
@@ -70,6 +71,7 @@ class SearchOutcome:
     wall_time: float
     refit_seeds: np.random.SeedSequence
     deadline: float | None = None  # Unix time the time budget ends: refits end there too
+    round_seconds: float = 0.0  # expected wall time of one round of training after the search
 
 
 def _positive_real(name, value, fix):
@@ -354,7 +356,8 @@ class SearchRegressorBase(UncertaintyRegressorMixin, RegressorMixin, BaseEstimat
                                         y_mean=y_mean, y_scale=y_scale, data=data,
                                         n_features=X.shape[1],
                                         wall_time=time.monotonic() - start,
-                                        refit_seeds=refit_seq, deadline=deadline)
+                                        refit_seeds=refit_seq, deadline=deadline,
+                                        round_seconds=self._round_seconds(timed, refit_rows))
                 self._check_some_succeeded(outcome)
                 self.refit_time_ = 0.0  # _refit_members sets it when there is a refit
                 return finish(outcome, evaluator)
@@ -365,20 +368,30 @@ class SearchRegressorBase(UncertaintyRegressorMixin, RegressorMixin, BaseEstimat
         return 0
 
     def _time_reserve(self, timed, capacity, refit_rows):
-        """Seconds of the time budget kept for the refit, so that the whole fit, not only the
-        search, keeps to it.
-
-        Each round after the search is taken to last as long as the median training time of
-        the best five successful trials so far (the ones selection picks), scaled by the
-        refit's rows over a trial's (``refit_rows``). Nothing is kept before a trial
-        succeeds, and never more than half the budget: the search always has the other half.
-        """
+        """Seconds of the time budget the search keeps free for what follows it: the rounds
+        of training after it (``_after_search_rounds``) times :meth:`_round_seconds`, never
+        more than half the budget (the search always has the other half)."""
         rounds = self._after_search_rounds(max(1, capacity))
-        if not rounds or not timed or self.time_budget is None:
+        if not rounds or self.time_budget is None:
             return 0.0
-        best = sorted(timed, key=lambda pair: pair[0])[:5]
-        typical = float(np.median([duration for _, duration in best]))
-        return min(rounds * typical * refit_rows, self.time_budget / 2)
+        return min(rounds * self._round_seconds(timed, refit_rows), self.time_budget / 2)
+
+    def _round_seconds(self, timed, refit_rows):
+        """Expected seconds of one round of training after the search (a refit, a
+        rescoring), so that the whole fit, not only the search, keeps to ``time_budget``.
+
+        A round is taken to last as long as the median training time of the best five
+        successful trials so far (the ones kept or selected), scaled by the refit's rows over
+        a trial's (``refit_rows``), with a margin of half of it: a refit runs as long as its
+        early stopping lets it, and the search's last trials may still be running when the
+        reserve begins. Before any trial has succeeded, a twentieth of the budget.
+        """
+        if self.time_budget is None:
+            return 0.0
+        if not timed:
+            return self.time_budget / 20
+        best = heapq.nsmallest(5, timed, key=lambda pair: pair[0])
+        return 1.5 * float(np.median([duration for _, duration in best])) * refit_rows
 
     def _resume_hint(self, n_finished):
         """How to recover from a search cut short, with or without ``checkpoint_dir``."""
@@ -433,13 +446,13 @@ class SearchRegressorBase(UncertaintyRegressorMixin, RegressorMixin, BaseEstimat
             validation_nll=trial.objective + math.log(outcome.y_scale))
 
     @staticmethod
-    def _retrain(outcome, evaluator, trials, holdout):
+    def _retrain(outcome, evaluator, trials, holdout, deadline=None):
         """Train each trial's configuration again on all the data split anew (``holdout`` of
-        it to early-stop on), from fresh seeds, ending at the time budget's deadline at the
-        latest; the results, in order."""
+        it to early-stop on), from fresh seeds, ending at ``deadline`` (default: the time
+        budget's) at the latest; the results, in order."""
         seeds = [int(s.generate_state(1)[0]) for s in outcome.refit_seeds.spawn(len(trials))]
         return run_refits(evaluator, [t.config for t in trials], seeds, holdout,
-                          deadline=outcome.deadline)
+                          deadline=outcome.deadline if deadline is None else deadline)
 
     def _refit_members(self, outcome, evaluator, trials):
         """Each trial's configuration trained again on all the data, as fitted members.
@@ -520,3 +533,14 @@ class SearchRegressorBase(UncertaintyRegressorMixin, RegressorMixin, BaseEstimat
         tags.input_tags.allow_nan = False
         tags.non_deterministic = self.backend != "serial"
         return tags
+
+
+def recalibration_mode(value):
+    """``recalibrate`` as "widen", "fit" or None (off); True is "fit"."""
+    if isinstance(value, bool | np.bool_):
+        return "fit" if value else None
+    if isinstance(value, str) and value in ("widen", "fit"):
+        return value
+    raise ValueError(f"recalibrate must be 'widen', 'fit', True or False; got {value!r}. Use "
+                     "'widen' (the default) to correct overconfidence only, or False to keep "
+                     "the stds as trained.")
