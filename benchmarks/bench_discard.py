@@ -31,6 +31,7 @@ import torch
 
 from autodeuq import NASRegressor
 from autodeuq.datasets import UCI_DATASETS, load_uci
+from autodeuq.evaluation import SuccessiveHalving
 from autodeuq.space import default_space
 
 DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "uci"
@@ -107,6 +108,9 @@ def main(argv=None):
     parser.add_argument("--max-layers", type=int, default=3,
                         help="of the default space (default 3: small tabular networks)")
     parser.add_argument("--initial", choices=("none", "default"), default="none")
+    parser.add_argument("--sh-min-epochs", type=int, nargs="+", default=[1], metavar="R",
+                        help="successive halving's first rung(s), one run each (default 1, "
+                             "the library's default)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, help="also write every run's row here")
     args = parser.parse_args(argv)
@@ -121,10 +125,17 @@ def main(argv=None):
         target = float(table.loc[table["status"] == "success", "valid_nll"].min())
         full = summary("none", est, table, target)
         runs = [full]
+        policies = []
         for policy in args.policies:
+            if policy == "successive_halving":
+                policies += [(policy if r == 1 else f"{policy} r={r}", SuccessiveHalving(r))
+                             for r in args.sh_min_epochs]
+            else:
+                policies.append((policy, policy))
+        for name, policy in policies:
             # As long as the full search took, whatever the number of candidates.
             est, table = search(X, y, args, policy, None, full["search_seconds"])
-            runs.append(summary(policy, est, table, target))
+            runs.append(summary(name, est, table, target))
         for run in runs:
             run.update(dataset=dataset, split=args.split, target_nll=target,
                        ratio=None if run["seconds_to_target"] is None else
