@@ -67,6 +67,7 @@ def _fit_batched(members, config, device, X, y):
         member.best_epoch_ = result.best_epoch
         valid_loss = result.best_valid_loss
         member.validation_nll_ = None if valid_loss is None else valid_loss + math.log(y_scale)
+        member.std_scale_ = 1.0
         member.module_ = result.module.double()
     return members
 
