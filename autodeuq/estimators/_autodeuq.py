@@ -12,9 +12,14 @@ from sklearn.pipeline import Pipeline
 from ..ensemble import Catalogue, make_selector
 from ..evaluation import train_candidate
 from ..evaluation._train import network_config
-from ..uncertainty import NormalMixture, fit_std_scale, nll
+from ..uncertainty import NormalMixture, nll
 from ._deep_ensemble import DeepEnsembleRegressor
-from ._search_base import SearchFailedError, SearchRegressorBase, recalibration_mode
+from ._search_base import (
+    SearchFailedError,
+    SearchRegressorBase,
+    recalibration_factor,
+    recalibration_mode,
+)
 
 __all__ = ["AutoDEUQRegressor"]
 
@@ -167,8 +172,7 @@ random_state, verbose, early_discard, security
             # The searched members' mixture on the validation part: what selection scored.
             mixture = NormalMixture(catalogue.valid_means()[indices],
                                     np.sqrt(catalogue.valid_vars()[indices]), weights)
-            std_scale = (1.0 if recalibration is None else fit_std_scale(
-                y_valid, mixture, widen_only=recalibration == "widen"))
+            std_scale = recalibration_factor(recalibration, y_valid, mixture)
             if not self.refit:
                 members = [self._member(outcome, entry, _weights(catalogue, entry, outcome.data))
                            for entry in selected]

@@ -2,15 +2,14 @@
 
 import math
 import numbers
-import time
 
 import numpy as np
 from sklearn.pipeline import Pipeline
 
 from ..evaluation import train_candidate
 from ..evaluation._train import network_config, refit_data
-from ..uncertainty import NormalMixture, fit_std_scale
-from ._search_base import SearchRegressorBase, recalibration_mode
+from ..uncertainty import NormalMixture
+from ._search_base import SearchRegressorBase, recalibration_factor, recalibration_mode
 
 __all__ = ["NASRegressor"]
 
@@ -234,13 +233,12 @@ class NASRegressor(SearchRegressorBase):
                                          again.seed)["y_valid"]
                     held_out.append((y_again, again.valid_mean, again.valid_var))
             std_scale = 1.0
-            if recalibration is not None and held_out:
+            if held_out:
                 y_held, means, variances = (np.concatenate(part)
                                             for part in zip(*held_out, strict=True))
-                std_scale = fit_std_scale(
-                    y_held.astype(np.float64),
-                    NormalMixture(means[None], np.sqrt(variances)[None], np.ones(1)),
-                    widen_only=recalibration == "widen")
+                std_scale = recalibration_factor(
+                    recalibration, y_held.astype(np.float64),
+                    NormalMixture(means[None], np.sqrt(variances)[None], np.ones(1)))
             model = None
             if self.refit:
                 [model] = self._refit_members(outcome, evaluator, [winner])
@@ -277,12 +275,12 @@ class NASRegressor(SearchRegressorBase):
         ranked = sorted((r for r in outcome.results if r.ok), key=lambda r: r.objective)
         ranked = ranked[:self.rescore_top]
         # The rescoring ends early enough to leave the winner's refit a round of its own.
-        deadline = (None if outcome.deadline is None
-                    else outcome.deadline - outcome.round_seconds)
-        if len(ranked) < 2 or (deadline is not None and time.time() >= deadline):
+        if len(ranked) < 2 or self._out_of_time(outcome, keep=outcome.round_seconds):
             return ranked[0], None  # nothing to rescore, or no time for it
+        keep_until = (None if outcome.deadline is None
+                      else outcome.deadline - outcome.round_seconds)
         again = self._retrain(outcome, evaluator, ranked, self.validation_fraction,
-                              deadline=deadline)
+                              deadline=keep_until)
         log_scale = math.log(outcome.y_scale)
         scores = []
         for trial, result in zip(ranked, again, strict=True):

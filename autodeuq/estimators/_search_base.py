@@ -14,6 +14,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.preprocessing import StandardScaler
 
+from .._checks import check_int, check_trials_per_device
 from ..evaluation import (
     Journal,
     SerialEvaluator,
@@ -22,13 +23,13 @@ from ..evaluation import (
     run_refits,
     run_search,
 )
-from ..evaluation._checks import check_positive_int, check_trials_per_device
 from ..evaluation._discard import RungTable, make_early_discard, search_outcome
 from ..evaluation._progress import SearchProgress
 from ..evaluation._train import network_config
 from ..exceptions import AutoDEUQError, WorkersLostError
 from ..search import make_search
 from ..space import check_space, to_flat_config
+from ..uncertainty import fit_std_scale
 from ._base import (
     UncertaintyRegressorMixin,
     check_fitted,
@@ -88,15 +89,14 @@ class SearchRegressorBase(UncertaintyRegressorMixin, RegressorMixin, BaseEstimat
     # -- checks ------------------------------------------------------------------------------
 
     def _check_search_params(self):
-        check_positive_int("max_evals", self.max_evals, "Give the number of candidates to train.",
-                           allow_none=True)
+        check_int("max_evals", self.max_evals, "Give the number of candidates to train.",
+                  allow_none=True)
         _positive_real("time_budget", self.time_budget, "Give the fit's wall time.")
         if self.max_evals is None and self.time_budget is None:
             raise ValueError("max_evals and time_budget must not both be None: the search would "
                              "never end. Set max_evals=50, time_budget=300, or both.")
         if self.n_jobs is not None and self.n_jobs != -1:
-            check_positive_int("n_jobs", self.n_jobs, "Use None or -1 for every core.",
-                               allow_none=True)
+            check_int("n_jobs", self.n_jobs, "Use None or -1 for every core.", allow_none=True)
         if self.backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}; got {self.backend!r}. Use "
                              "'dask' (parallel) or 'serial' (in process, reproducible).")
@@ -501,9 +501,10 @@ class SearchRegressorBase(UncertaintyRegressorMixin, RegressorMixin, BaseEstimat
         return members
 
     @staticmethod
-    def _out_of_time(outcome):
-        """Whether the fit's time budget has run out (no time for a refit or a rescoring)."""
-        return outcome.deadline is not None and time.time() >= outcome.deadline
+    def _out_of_time(outcome, keep=0.0):
+        """Whether the fit's time budget has run out, or has less than ``keep`` seconds left
+        (no time for a refit or a rescoring)."""
+        return outcome.deadline is not None and time.time() >= outcome.deadline - keep
 
     @staticmethod
     def _check_some_succeeded(outcome):
@@ -533,6 +534,14 @@ class SearchRegressorBase(UncertaintyRegressorMixin, RegressorMixin, BaseEstimat
         tags.input_tags.allow_nan = False
         tags.non_deterministic = self.backend != "serial"
         return tags
+
+
+def recalibration_factor(mode, y, predictions):
+    """The factor on the stds that ``recalibrate`` (as :func:`recalibration_mode` reads it)
+    asks for, from held-out ``y`` and ``predictions`` (a NormalMixture): 1 when off."""
+    if mode is None:
+        return 1.0
+    return fit_std_scale(y, predictions, widen_only=mode == "widen")
 
 
 def recalibration_mode(value):

@@ -21,9 +21,9 @@ from collections import deque
 
 from distributed.diagnostics.plugin import WorkerPlugin
 
+from .._checks import check_trials_per_device
 from ..exceptions import SchedulerConnectionError
 from ._base import Evaluator
-from ._checks import check_trials_per_device
 from ._result import TrialResult
 from ._train import train_candidate
 

@@ -42,6 +42,8 @@ import numbers
 
 import numpy as np
 
+from .._checks import check_int
+
 __all__ = [
     "EARLY_DISCARD",
     "EarlyDiscard",
@@ -90,18 +92,12 @@ def rung_threshold(values, keep, min_trials):
     return float(np.partition(np.asarray(values, dtype=np.float64), k - 1)[k - 1])
 
 
-def _check_int(name, value, low):
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < low:
-        raise ValueError(f"{name} must be an int >= {low}; got {value!r}.")
-    return int(value)
-
-
 def _check_min_trials(value, keep):
     """``min_trials``, None giving ``ceil(1 / keep)``: enough values that the best fraction
     holds at least one."""
     if value is None:
         return math.ceil(1 / keep - 1e-9)
-    return _check_int("min_trials", value, 1)
+    return check_int("min_trials", value)
 
 
 class EarlyDiscard:
@@ -154,7 +150,7 @@ class SuccessiveHalving(EarlyDiscard):
 
     def __init__(self, min_epochs=1, eta=3, min_trials=None):
         self._params = {"min_epochs": min_epochs, "eta": eta, "min_trials": min_trials}
-        self.min_epochs = _check_int("min_epochs", min_epochs, 1)
+        self.min_epochs = check_int("min_epochs", min_epochs)
         if (not isinstance(eta, numbers.Real) or isinstance(eta, bool)
                 or not math.isfinite(eta) or eta <= 1):
             raise ValueError(f"eta must be a number > 1 (rungs eta times apart, 1/eta of the "

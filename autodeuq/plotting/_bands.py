@@ -4,6 +4,7 @@ import numbers
 
 import numpy as np
 
+from .._checks import check_int
 from ._base import (
     as_1d,
     axes_list,
@@ -11,7 +12,6 @@ from ._base import (
     check_choice,
     check_kwargs,
     check_matplotlib,
-    check_positive_int,
     check_probability,
     check_uncertainty_estimator,
     estimator_name,
@@ -236,7 +236,7 @@ class PredictiveBandsDisplay:
             raise ValueError(f"grid=True needs a model of one feature drawn against it; got "
                              f"{n_features} features and feature={feature!r}. Pass grid=False "
                              "to predict at the rows of X.")
-        grid_resolution = check_positive_int("grid_resolution", grid_resolution,
+        grid_resolution = check_int("grid_resolution", grid_resolution,
                                              "Use e.g. 400 points.")
         if (isinstance(margin, bool) or not isinstance(margin, numbers.Real)
                 or not 0.0 <= margin < np.inf):

@@ -79,12 +79,6 @@ def check_probability(name, value, fix="Use e.g. 0.95 for a 95% band."):
     return float(value)
 
 
-def check_positive_int(name, value, fix):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name} must be an int >= 1; got {value!r}. {fix}")
-    return int(value)
-
-
 def check_bool(name, value):
     if not isinstance(value, (bool, np.bool_)):
         raise ValueError(f"{name} must be True or False; got {value!r}.")

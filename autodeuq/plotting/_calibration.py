@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from .._checks import check_int
 from ..uncertainty import NormalMixture, calibration_curve, calibration_error
 from ._base import (
     as_1d,
@@ -10,7 +11,6 @@ from ._base import (
     check_bool,
     check_kwargs,
     check_matplotlib,
-    check_positive_int,
     estimator_name,
     has_method,
     new_axes,
@@ -146,7 +146,7 @@ class CalibrationDisplay:
         _check_estimator(estimator)
         y = as_1d("y", y)
         if levels is None:
-            check_positive_int("n_levels", n_levels, "Use e.g. 19 levels.")
+            check_int("n_levels", n_levels, "Use e.g. 19 levels.")
         distribution = _predictive_distribution(estimator, X)
         return cls._from_distribution(y, distribution, n_levels, levels,
                                       name or estimator_name(estimator), ax, kwargs)
@@ -196,7 +196,7 @@ class CalibrationDisplay:
                                  "zero std puts no mass in any interval.")
             distribution = NormalMixture(mean, std)
         if levels is None:
-            check_positive_int("n_levels", n_levels, "Use e.g. 19 levels.")
+            check_int("n_levels", n_levels, "Use e.g. 19 levels.")
         return cls._from_distribution(y, distribution, n_levels, levels, name, ax, kwargs)
 
     @classmethod

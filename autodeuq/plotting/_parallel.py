@@ -4,12 +4,12 @@ import math
 
 import numpy as np
 
+from .._checks import check_int
 from ._base import (
     as_1d,
     axes_list,
     check_bool,
     check_matplotlib,
-    check_positive_int,
     estimator_name,
     new_axes,
 )
@@ -226,7 +226,7 @@ class ParallelCoordinatesDisplay:
     @classmethod
     def _from_table(cls, results, space, n_best, params, drop_constant, caller, name, ax,
                     kwargs):
-        n_best = check_positive_int("n_best", n_best, "Use e.g. 20 configurations.")
+        n_best = check_int("n_best", n_best, "Use e.g. 20 configurations.")
         drop_constant = check_bool("drop_constant", drop_constant)
         table, objective_name, lower_is_better = read_results(results, caller)
         available = [c[2:] for c in table.columns if str(c).startswith("p:")]

@@ -106,12 +106,6 @@ def _check_random_state(random_state):
         ) from None
 
 
-def _check_int(name, value, low, fix):
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < low:
-        raise ValueError(f"{name} must be an int >= {low}; got {value!r}. {fix}")
-    return int(value)
-
-
 def _check_real(name, value, rule, ok, fix):
     if (not isinstance(value, numbers.Real) or isinstance(value, bool)
             or not math.isfinite(value) or not ok(value)):

@@ -18,8 +18,9 @@ import numpy as np
 from sklearn.base import clone
 from sklearn.ensemble import ExtraTreesRegressor, RandomForestRegressor
 
+from .._checks import check_int
 from ..exceptions import ConfigError
-from ._base import Search, _check_int, _check_real
+from ._base import Search, _check_real
 
 __all__ = ["BayesianOptimization"]
 
@@ -220,10 +221,10 @@ class _ConstantLiarLCB:
 
 def _check_bo_params(n_initial, kappa, n_candidates, surrogate, liar):
     return (
-        _check_int("n_initial", n_initial, 1, "A typical value is 10."),
+        check_int("n_initial", n_initial, "A typical value is 10."),
         _check_real("kappa", kappa, "a finite float >= 0", lambda v: v >= 0,
                     "1.96 balances exploration and exploitation; 0 is greedy."),
-        _check_int("n_candidates", n_candidates, 1, "A typical value is 512."),
+        check_int("n_candidates", n_candidates, "A typical value is 512."),
         _check_surrogate(surrogate),
         _check_liar(liar),
     )

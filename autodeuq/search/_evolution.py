@@ -2,15 +2,16 @@
 
 import collections
 
-from ._base import Search, _check_int, _copy
+from .._checks import check_int
+from ._base import Search, _copy
 
 __all__ = ["AgingEvolution"]
 
 
 def _check_population(population_size, sample_size):
-    population_size = _check_int("population_size", population_size, 1,
+    population_size = check_int("population_size", population_size,
                                  "A typical value is 100.")
-    sample_size = _check_int("sample_size", sample_size, 1, "A typical value is 10.")
+    sample_size = check_int("sample_size", sample_size, "A typical value is 10.")
     if sample_size > population_size:
         raise ValueError(f"sample_size must be <= population_size ({population_size}); got "
                          f"{sample_size}. Lower sample_size or raise population_size.")
@@ -75,7 +76,7 @@ class AgingEvolution(Search):
         super().__init__(space, random_state=random_state)
         self.population_size, self.sample_size = _check_population(population_size,
                                                                    sample_size)
-        self.n_initial = _check_int("n_initial", n_initial, 1, "A typical value is 10.")
+        self.n_initial = check_int("n_initial", n_initial, "A typical value is 10.")
         self._population = collections.deque(maxlen=self.population_size)
 
     @property
