@@ -12,6 +12,15 @@ wall time per split, beside the published anchors on the same splits.
     python benchmarks/bench_uci.py --estimators deep_ensemble gaussian_mlp --json out.json
     python benchmarks/bench_uci.py --datasets concrete energy --splits 0 \
         --estimators gaussian_mlp nas --time-budget 300
+    python benchmarks/bench_uci.py --datasets energy concrete --estimators deep_ensemble \
+        --seeds 5                        # the baseline's spread over its random seeds
+
+With ``--seeds K`` every estimator runs K times per split (``random_state`` = split, then
+split + 1000, split + 2000, ...); a split's numbers are then the mean over its runs, the table's
+means and sds are over splits, and the column "seed sd" is the NLL's sd over the runs of one
+split, averaged over splits. On a small test set the NLL of one run can hang on a single
+point (energy split 1: one test point with y = 13.7 where every network predicts 10.8 makes up
+most of the NLL), so one seed of a cheap baseline says little about its expected NLL.
 """
 
 import argparse
@@ -66,15 +75,20 @@ def _smoke_space(max_epochs):
     return SearchSpace(dims, conditions=dict(space.conditions))
 
 
-def run_split(name, dataset, split, data_dir, max_epochs=None, budget=300.0):
+#: ``random_state`` of run ``i`` of a split is ``split + SEED_STRIDE * i``.
+SEED_STRIDE = 1000
+
+
+def run_split(name, dataset, split, data_dir, max_epochs=None, budget=300.0, run=0):
     X_train, y_train, X_test, y_test = load_uci(dataset, split, data_dir)
     member = {} if max_epochs is None else {"max_epochs": max_epochs}
-    est = ESTIMATORS[name](split, budget, **member)
+    seed = split + SEED_STRIDE * run
+    est = ESTIMATORS[name](seed, budget, **member)
     start = time.perf_counter()
     est.fit(X_train, y_train)
     seconds = time.perf_counter() - start
     report = regression_report(y_test, est.predict_distribution(X_test), level=0.9)
-    row = {"estimator": name, "dataset": dataset, "split": split, "seconds": seconds,
+    row = {"estimator": name, "dataset": dataset, "split": split, "seed": seed, "seconds": seconds,
            **{k: float(v) for k, v in report.items()}}
     if hasattr(est, "search_results_"):  # what the search did within the budget
         row["trials"] = len(est.search_results_)
@@ -95,22 +109,44 @@ def mean_sd(group, key):
     return f"{statistics.mean(values):.3f} ± {sd:.3f}"
 
 
+def per_split(group):
+    """One row per split: the mean of every number over that split's runs (seeds), with
+    ``runs`` and ``seed_sd`` (the NLL's sd over them, 0 for one run)."""
+    splits = {}
+    for row in group:
+        splits.setdefault(row["split"], []).append(row)
+    merged = []
+    for runs in splits.values():
+        row = {key: statistics.mean(r[key] for r in runs) for key, value in runs[0].items()
+               if isinstance(value, int | float) and not isinstance(value, bool)
+               and all(key in r for r in runs)}
+        row.update(runs=len(runs), seed_sd=statistics.stdev(r["nll"] for r in runs)
+                   if len(runs) > 1 else 0.0)
+        merged.append(row)
+    return merged
+
+
 def summarize(rows):
     groups = {}
     for row in rows:
         groups.setdefault(row["dataset"], {}).setdefault(row["estimator"], []).append(row)
-    lines = ["| dataset | model | splits | NLL | NLL (moment-matched) | RMSE | 90% coverage | "
-             "seconds/split | trials/split |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| dataset | model | splits | runs/split | NLL | seed sd | NLL (moment-matched) | "
+             "RMSE | 90% coverage | seconds/run | trials/run |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
 
     for dataset, by_name in groups.items():
-        for name, group in by_name.items():
-            lines.append(f"| {dataset} | {name} | {len(group)} | {mean_sd(group, 'nll')} | "
+        for name, runs in by_name.items():
+            group = per_split(runs)
+            lines.append(f"| {dataset} | {name} | {len(group)} | "
+                         f"{statistics.mean(r['runs'] for r in group):g} | "
+                         f"{mean_sd(group, 'nll')} | "
+                         f"{statistics.mean(r['seed_sd'] for r in group):.3f} | "
                          f"{mean_sd(group, 'nll_moment_matched')} | {mean_sd(group, 'rmse')} | "
                          f"{mean_sd(group, 'coverage')} | "
                          f"{statistics.mean(r['seconds'] for r in group):.1f} | "
                          f"{_mean_trials(group)} |")
         for paper, (rmse, nll) in PUBLISHED.get(dataset, {}).items():
-            lines.append(f"| {dataset} | *{paper} (published)* | 20 | {nll:.2f} | | "
+            lines.append(f"| {dataset} | *{paper} (published)* | 20 | | {nll:.2f} | | | "
                          f"{'' if rmse is None else f'{rmse:.2f}'} | | | |")
     return "\n".join(lines)
 
@@ -127,21 +163,28 @@ def main(argv=None):
     parser.add_argument("--max-epochs", type=int, help="override the defaults (smoke tests)")
     parser.add_argument("--time-budget", type=float, default=300.0,
                         help="seconds of search per split for the searching estimators")
+    parser.add_argument("--seeds", type=int, default=1, metavar="K",
+                        help="runs per estimator and split, each from its own random_state "
+                             "(default 1)")
     args = parser.parse_args(argv)
     if not args.data_dir.is_dir():
         parser.error(f"--data-dir {args.data_dir} is not a directory")
+    if args.seeds < 1:
+        parser.error(f"--seeds must be an int >= 1 (runs per split); got {args.seeds}")
 
     rows = []
     for dataset in args.datasets:
         for name in args.estimators:
             for split in args.splits:
-                row = run_split(name, dataset, split, args.data_dir, args.max_epochs,
-                                args.time_budget)
-                rows.append(row)
-                trials = f" {row['trials']} trials" if "trials" in row else ""
-                print(f"{dataset:<12} {name:<14} split {split}: NLL {row['nll']:.3f} "
-                      f"RMSE {row['rmse']:.3f} cov {row['coverage']:.2f} "
-                      f"{row['seconds']:.1f}s{trials}", file=sys.stderr, flush=True)
+                for run in range(args.seeds):
+                    row = run_split(name, dataset, split, args.data_dir, args.max_epochs,
+                                    args.time_budget, run)
+                    rows.append(row)
+                    trials = f" {row['trials']} trials" if "trials" in row else ""
+                    print(f"{dataset:<12} {name:<14} split {split} seed {row['seed']}: "
+                          f"NLL {row['nll']:.3f} "
+                          f"RMSE {row['rmse']:.3f} cov {row['coverage']:.2f} "
+                          f"{row['seconds']:.1f}s{trials}", file=sys.stderr, flush=True)
     print(summarize(rows))
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))

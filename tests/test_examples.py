@@ -1,6 +1,7 @@
 """The examples and benchmarks run end to end (at tiny budgets), so they cannot rot."""
 
 import ast
+import json
 import re
 import sys
 
@@ -66,6 +67,29 @@ def test_uci_benchmark(tmp_path, capsys):
     assert "| yacht | nas | 2 |" in table
     assert "| yacht | autodeuq | 2 |" in table
     assert (tmp_path / "rows.json").read_text().count('"split"') == 8
+
+
+def test_uci_benchmark_seeds(tmp_path, capsys):
+    """--seeds K: K runs per split from distinct seeds, a split's numbers their mean."""
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(60, 3))
+    y = X @ [1.0, -2.0, 0.5] + 0.1 * rng.normal(size=60)
+    masks = np.zeros((2, 60), dtype=bool)
+    masks[0, :6] = masks[1, 6:12] = True
+    np.savez(tmp_path / "yacht.npz", X=X, y=y, test_mask=masks)
+    bench = load("benchmarks/bench_uci.py")
+    bench.main(["--data-dir", str(tmp_path), "--datasets", "yacht", "--splits", "0", "1",
+                "--estimators", "gaussian_mlp", "--max-epochs", "3", "--seeds", "2",
+                "--json", str(tmp_path / "rows.json")])
+    table = capsys.readouterr().out
+    assert "| yacht | gaussian_mlp | 2 | 2 |" in table
+    rows = json.loads((tmp_path / "rows.json").read_text())
+    assert sorted((r["split"], r["seed"]) for r in rows) == [(0, 0), (0, 1000), (1, 1), (1, 1001)]
+    merged = bench.per_split(rows)
+    split0 = [r["nll"] for r in rows if r["split"] == 0]
+    assert merged[0]["nll"] == pytest.approx(np.mean(split0))
+    assert merged[0]["seed_sd"] == pytest.approx(np.std(split0, ddof=1))
+    assert merged[0]["runs"] == 2
 
 
 # -- the workshop's steps: examples/plot_NN_*.py ---------------------------------------------
