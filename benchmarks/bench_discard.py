@@ -111,6 +111,9 @@ def main(argv=None):
     parser.add_argument("--sh-min-epochs", type=int, nargs="+", default=[1], metavar="R",
                         help="successive halving's first rung(s), one run each (default 1, "
                              "the library's default)")
+    parser.add_argument("--sh-min-trials", type=int, metavar="N",
+                        help="values a rung needs before it discards (default: the policy's, "
+                             "ceil(eta))")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, help="also write every run's row here")
     args = parser.parse_args(argv)
@@ -128,7 +131,9 @@ def main(argv=None):
         policies = []
         for policy in args.policies:
             if policy == "successive_halving":
-                policies += [(policy if r == 1 else f"{policy} r={r}", SuccessiveHalving(r))
+                label = "" if args.sh_min_trials is None else f" n={args.sh_min_trials}"
+                policies += [(f"{policy}{'' if r == 1 else f' r={r}'}{label}",
+                              SuccessiveHalving(r, min_trials=args.sh_min_trials))
                              for r in args.sh_min_epochs]
             else:
                 policies.append((policy, policy))
