@@ -24,6 +24,7 @@ most of the NLL), so one seed of a cheap baseline says little about its expected
 """
 
 import argparse
+import itertools
 import json
 import statistics
 import sys
@@ -173,18 +174,15 @@ def main(argv=None):
         parser.error(f"--seeds must be an int >= 1 (runs per split); got {args.seeds}")
 
     rows = []
-    for dataset in args.datasets:
-        for name in args.estimators:
-            for split in args.splits:
-                for run in range(args.seeds):
-                    row = run_split(name, dataset, split, args.data_dir, args.max_epochs,
-                                    args.time_budget, run)
-                    rows.append(row)
-                    trials = f" {row['trials']} trials" if "trials" in row else ""
-                    print(f"{dataset:<12} {name:<14} split {split} seed {row['seed']}: "
-                          f"NLL {row['nll']:.3f} "
-                          f"RMSE {row['rmse']:.3f} cov {row['coverage']:.2f} "
-                          f"{row['seconds']:.1f}s{trials}", file=sys.stderr, flush=True)
+    for dataset, name, split, run in itertools.product(args.datasets, args.estimators,
+                                                       args.splits, range(args.seeds)):
+        row = run_split(name, dataset, split, args.data_dir, args.max_epochs,
+                        args.time_budget, run)
+        rows.append(row)
+        trials = f" {row['trials']} trials" if "trials" in row else ""
+        print(f"{dataset:<12} {name:<14} split {split} seed {row['seed']}: "
+              f"NLL {row['nll']:.3f} RMSE {row['rmse']:.3f} cov {row['coverage']:.2f} "
+              f"{row['seconds']:.1f}s{trials}", file=sys.stderr, flush=True)
     print(summarize(rows))
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))

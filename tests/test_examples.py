@@ -47,13 +47,18 @@ def test_training_benchmark(capsys):
     assert all(np.isfinite(float(v)) and float(v) > 0 for v in last[1:])
 
 
-def test_uci_benchmark(tmp_path, capsys):
-    rng = np.random.default_rng(0)
+def _tiny_uci(directory, seed):
+    """A 60-row linear "yacht.npz" in ``directory`` with two splits of 6 test rows."""
+    rng = np.random.default_rng(seed)
     X = rng.normal(size=(60, 3))
     y = X @ [1.0, -2.0, 0.5] + 0.1 * rng.normal(size=60)
     masks = np.zeros((2, 60), dtype=bool)
     masks[0, :6] = masks[1, 6:12] = True
-    np.savez(tmp_path / "yacht.npz", X=X, y=y, test_mask=masks)
+    np.savez(directory / "yacht.npz", X=X, y=y, test_mask=masks)
+
+
+def test_uci_benchmark(tmp_path, capsys):
+    _tiny_uci(tmp_path, seed=0)
     load("benchmarks/bench_uci.py").main(
         ["--data-dir", str(tmp_path), "--datasets", "yacht", "--splits", "0", "1",
          "--estimators", "gaussian_mlp", "deep_ensemble", "nas", "autodeuq",
@@ -71,12 +76,7 @@ def test_uci_benchmark(tmp_path, capsys):
 
 def test_uci_benchmark_seeds(tmp_path, capsys):
     """--seeds K: K runs per split from distinct seeds, a split's numbers their mean."""
-    rng = np.random.default_rng(1)
-    X = rng.normal(size=(60, 3))
-    y = X @ [1.0, -2.0, 0.5] + 0.1 * rng.normal(size=60)
-    masks = np.zeros((2, 60), dtype=bool)
-    masks[0, :6] = masks[1, 6:12] = True
-    np.savez(tmp_path / "yacht.npz", X=X, y=y, test_mask=masks)
+    _tiny_uci(tmp_path, seed=1)
     bench = load("benchmarks/bench_uci.py")
     bench.main(["--data-dir", str(tmp_path), "--datasets", "yacht", "--splits", "0", "1",
                 "--estimators", "gaussian_mlp", "--max-epochs", "3", "--seeds", "2",
