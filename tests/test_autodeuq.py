@@ -55,9 +55,72 @@ def test_members_are_readable_and_marked_in_the_results(fitted):
     assert fitted.n_candidates_ == (table["status"] == "success").sum()
 
 
-def test_greedy_ensemble_is_no_worse_than_its_best_member_on_validation(fitted):
-    best_single = fitted.search_results_["valid_nll"].min()
+def test_greedy_ensemble_is_no_worse_than_its_best_member_on_validation(fitted, regression_data):
+    # Scored on both validation parts (of equal size): a candidate alone scores the mean of
+    # its two NLLs there.
+    best_single = min((r["valid_nll"] + r["rescore_nll"]) / 2 for r in fitted.rescored_)
     assert fitted.validation_nll_ <= best_single + 1e-9
+    X, y, _, _ = regression_data
+    alone = auto(rescore_top=0).fit(X, y)
+    assert alone.validation_nll_ <= alone.search_results_["valid_nll"].min() + 1e-9
+
+
+def test_rescoring_scores_the_best_candidates_again_before_selecting(fitted):
+    table = fitted.search_results_
+    rescored = {r["trial_id"]: r for r in fitted.rescored_}
+    # The best rescore_top (10 > 8 trials: all of them) by their own validation NLL.
+    assert set(rescored) == set(table.loc[table["status"] == "success", "job_id"])
+    for trial_id, r in rescored.items():
+        row = table.loc[table["job_id"] == trial_id].iloc[0]
+        assert r["valid_nll"] == pytest.approx(row["valid_nll"])
+        assert row["rescore_nll"] == pytest.approx(r["rescore_nll"])
+        assert np.isfinite(r["rescore_nll"])
+        assert r["rescore_nll"] != r["valid_nll"]
+    assert {m["trial_id"] for m in fitted.members_} <= set(rescored)
+
+
+def test_rescoring_keeps_the_best_and_the_first_selection(regression_data, monkeypatch):
+    from autodeuq.ensemble import GreedySelector
+
+    first = []
+    real = GreedySelector._select
+
+    def recording(self, y, means, variances, objectives):
+        indices, weights = real(self, y, means, variances, objectives)
+        first.append(indices)
+        return indices, weights
+
+    monkeypatch.setattr(GreedySelector, "_select", recording)
+    X, y, _, _ = regression_data
+    est = auto(rescore_top=2, max_evals=10).fit(X, y)
+    table = est.search_results_
+    ok = table.loc[table["status"] == "success"].reset_index(drop=True)
+    picked = set(ok.loc[list(first[0]), "job_id"])  # catalogue order is trial order here
+    best_two = set(ok.nsmallest(2, "valid_nll")["job_id"])
+    assert {r["trial_id"] for r in est.rescored_} == picked | best_two
+    assert table["rescore_nll"].notna().sum() == len(picked | best_two)
+
+
+def test_failed_rescoring_selects_on_the_search_alone(regression_data, monkeypatch):
+    from autodeuq.estimators import _search_base
+
+    real = _search_base.run_refits
+
+    def failing_rescores(evaluator, configs, seeds, holdout, deadline=None):
+        results = real(evaluator, configs, seeds, holdout, deadline=deadline)
+        if not isinstance(holdout, float):  # the rescoring, not the refit
+            for r in results:
+                r.status, r.error = "failed", "injected"
+        return results
+
+    monkeypatch.setattr(_search_base, "run_refits", failing_rescores)
+    X, y, _, _ = regression_data
+    est = auto().fit(X, y)
+    alone = auto(rescore_top=0).fit(X, y)
+    assert all(r["rescore_nll"] is None for r in est.rescored_)
+    assert est.search_results_["rescore_nll"].isna().all()
+    assert est.validation_nll_ == pytest.approx(alone.validation_nll_)
+    assert [m["trial_id"] for m in est.members_] == [m["trial_id"] for m in alone.members_]
 
 
 def test_topk_selects_k_members_with_equal_weights(regression_data):
@@ -65,8 +128,13 @@ def test_topk_selects_k_members_with_equal_weights(regression_data):
     est = auto(selection="topk").fit(X, y)
     assert len(est.members_) == 3
     np.testing.assert_allclose([m["weight"] for m in est.members_], 1 / 3)
-    best_three = est.search_results_.nsmallest(3, "valid_nll")["job_id"]
-    assert {m["trial_id"] for m in est.members_} == set(best_three)
+    # The best three by the mean of their two validation NLLs, after rescoring ...
+    best_three = sorted(est.rescored_, key=lambda r: r["valid_nll"] + r["rescore_nll"])[:3]
+    assert {m["trial_id"] for m in est.members_} == {r["trial_id"] for r in best_three}
+    # ... or by the search's alone without it.
+    alone = auto(selection="topk", rescore_top=0).fit(X, y)
+    best_three = alone.search_results_.nsmallest(3, "valid_nll")["job_id"]
+    assert {m["trial_id"] for m in alone.members_} == set(best_three)
 
 
 def test_one_member_has_no_epistemic_part(regression_data):
@@ -144,6 +212,9 @@ def test_pickle_and_clone(fitted, regression_data):
 @pytest.mark.parametrize(("params", "match"), [
     ({"ensemble_size": 0}, "ensemble_size"),
     ({"max_in_memory": 0}, "max_in_memory"),
+    ({"rescore_top": -1}, "rescore_top must be an int >= 0; got -1"),
+    ({"rescore_top": 2.5}, "rescore_top"),
+    ({"rescore_top": True}, "rescore_top"),
     ({"selection": "best"}, "selection|greedy"),
     ({"refit": "yes"}, "refit must be True or False"),
     ({"recalibrate": 1}, "recalibrate must be 'widen', 'fit', True or False"),
@@ -171,14 +242,18 @@ def test_the_time_budget_keeps_time_for_the_refit():
     # Three rounds of refits (5 members, 2 at a time), each as long as the median training
     # time of the best five candidates, scaled to the refit's rows, with a margin of half.
     timed = [(0.1, 4.0), (0.2, 6.0), (0.3, 8.0), (0.4, 2.0), (0.5, 6.0), (9.0, 100.0)]
-    est = AutoDEUQRegressor(time_budget=300, ensemble_size=5)
+    est = AutoDEUQRegressor(time_budget=300, ensemble_size=5, rescore_top=0)
     assert est._time_reserve(timed, capacity=2, refit_rows=1.25) == pytest.approx(
         3 * 1.5 * 6 * 1.25)
     assert est._time_reserve(timed, capacity=8, refit_rows=1.0) == pytest.approx(1.5 * 6)
     # Before a trial succeeds, a round is taken as a twentieth of the budget.
     assert est._time_reserve([], capacity=2, refit_rows=1.25) == pytest.approx(3 * 300 / 20)
     assert AutoDEUQRegressor(time_budget=20)._time_reserve(timed, 2, 1.25) == 10  # half at most
-    assert AutoDEUQRegressor(time_budget=300, refit=False)._time_reserve(timed, 2, 1.25) == 0
+    assert AutoDEUQRegressor(time_budget=300, refit=False,
+                             rescore_top=0)._time_reserve(timed, 2, 1.25) == 0
+    # Rescoring ten candidates two at a time adds five rounds.
+    assert AutoDEUQRegressor(time_budget=300, ensemble_size=5)._time_reserve(
+        timed, capacity=2, refit_rows=1.25) == pytest.approx(8 * 1.5 * 6 * 1.25)
     assert AutoDEUQRegressor(max_evals=5)._time_reserve(timed, 2, 1.25) == 0
 
 
@@ -199,8 +274,9 @@ def test_refits_end_at_the_time_budgets_deadline(regression_data, monkeypatch):
     start = time.time()
     est = auto(time_budget=120).fit(X, y)
     assert len(est.members_) == 3
-    [deadline] = seen
+    rescoring, deadline = seen  # the rescoring leaves the refit a round of its own
     assert start + 120 <= deadline <= time.time() + 120
+    assert rescoring < deadline
     auto().fit(X, y)  # no time budget: no deadline
     assert seen[-1] is None
 
@@ -210,7 +286,8 @@ def test_a_time_budget_spent_before_the_refit_keeps_the_searched_networks(regres
     from autodeuq.estimators._search_base import SearchRegressorBase
 
     X, y, X_test, _ = regression_data
-    monkeypatch.setattr(SearchRegressorBase, "_out_of_time", staticmethod(lambda outcome: True))
+    monkeypatch.setattr(SearchRegressorBase, "_out_of_time",
+                        staticmethod(lambda outcome, keep=0.0: True))
     # (A long budget, so that its reserve cannot end the search early on a slow machine.)
     with pytest.warns(RuntimeWarning, match=r"time_budget=3600 s ran out before the refit"):
         late = auto(time_budget=3600).fit(X, y)

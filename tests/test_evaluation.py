@@ -112,6 +112,32 @@ def test_refit_data_splits_all_the_rows_anew(data):
     assert not np.array_equal(first["y_valid"], second["y_valid"])
 
 
+def test_a_resplit_is_shared_by_every_trial_given_it(data):
+    from autodeuq.evaluation._train import Resplit, resplit_data
+
+    every = np.sort(np.concatenate([data["y_train"], data["y_valid"]]))
+    split = Resplit(0.2, 0.1, seed=7)
+    parts = resplit_data(data, split)
+    assert [len(parts[f"y_{p}"]) for p in ("valid", "stop", "train")] == [60, 24, 216]
+    np.testing.assert_array_equal(np.sort(np.concatenate(
+        [parts[f"y_{p}"] for p in ("train", "stop", "valid")])), every)
+    np.testing.assert_array_equal(resplit_data(data, split)["X_valid"], parts["X_valid"])
+    assert not np.array_equal(resplit_data(data, Resplit(0.2, 0.1, 8))["y_valid"],
+                              parts["y_valid"])
+    # Trials given it train from their own seeds but are scored on the same points: their
+    # predictions are on parts["X_valid"], and the objective is the NLL there.
+    with SerialEvaluator() as evaluator:
+        evaluator.start(data)
+        results = run_refits(evaluator, [NET, NET], seeds=[4, 5], holdout=split)
+    assert all(r.ok for r in results)
+    assert results[0].valid_mean.shape == (60,)
+    assert not np.allclose(results[0].valid_mean, results[1].valid_mean)
+    for r in results:
+        z = parts["y_valid"] - r.valid_mean
+        assert r.objective == pytest.approx(
+            np.mean(0.5 * (np.log(2 * np.pi * r.valid_var) + z**2 / r.valid_var)), rel=1e-4)
+
+
 def test_refits_run_on_the_evaluator_in_order(data):
     with SerialEvaluator() as evaluator:
         evaluator.start(data)

@@ -11,10 +11,11 @@ from sklearn.pipeline import Pipeline
 
 from ..ensemble import Catalogue, make_selector
 from ..evaluation import train_candidate
-from ..evaluation._train import network_config
+from ..evaluation._train import Resplit, network_config, resplit_data
 from ..uncertainty import NormalMixture, nll
 from ._deep_ensemble import DeepEnsembleRegressor
 from ._search_base import (
+    STOP_FRACTION,
     SearchFailedError,
     SearchRegressorBase,
     recalibration_factor,
@@ -54,6 +55,15 @@ random_state, verbose, early_discard, security
         (weights = counts / total), stopping when the NLL stops improving or K distinct
         members are reached. ``"topk"``: the K candidates with the best individual validation
         NLL, equal weights. Or any :class:`autodeuq.ensemble.Selector`.
+    rescore_top : int, default=10
+        Before selecting, the ``rescore_top`` candidates with the best validation NLL, and
+        those a selection on the search's validation part picks, train once more from fresh
+        seeds on a second split of all the data, shared by all of them; the ensemble is then
+        selected from those candidates on both validation parts together. With a few hundred
+        candidates, the best single score on one validation part is partly luck (the
+        winner's curse): a configuration must do well twice to be chosen. 0 selects on the
+        search's validation part alone. It costs ``ceil(rescore_top / n_jobs)`` rounds of
+        training, kept out of ``time_budget`` like the refit's.
     max_in_memory : int, default=50
         Candidates whose weights stay in memory (the best ones); the others keep only their
         validation predictions, so memory stays bounded in a long search. A selected member
@@ -90,13 +100,19 @@ random_state, verbose, early_discard, security
         selected with a large weight appears several times (networks from independent seeds
         sharing its weight) and there are ``ensemble_size`` networks in all.
     validation_nll_ : float
-        The selected (searched, not refitted) ensemble's mixture NLL on the validation part,
-        in the units of y, after recalibration.
+        The selected (searched, not refitted) ensemble's mixture NLL on the validation part
+        (with ``rescore_top``, on both validation parts), in the units of y, after
+        recalibration.
+    rescored_ : list of dict
+        Per rescored candidate: ``trial_id``, ``valid_nll`` (the search's) and
+        ``rescore_nll`` (on the second split; None when its training failed), units of y;
+        empty without rescoring.
     std_scale_ : float
         The recalibration factor on the members' stds (1 without ``recalibrate``).
     search_results_ : pandas.DataFrame
         One row per trial, as :attr:`NASRegressor.search_results_`, with a ``selected``
-        column (the member's weight, 0 if not selected).
+        column (the member's weight, 0 if not selected) and a ``rescore_nll`` column (NaN
+        for a candidate not rescored).
     n_candidates_ : int
         Successful candidates in the catalogue.
     search_time_ : float
@@ -110,9 +126,9 @@ random_state, verbose, early_discard, security
     def __init__(self, search_space=None, algorithm="agebo", max_evals=100, time_budget=None,
                  n_jobs=None, backend="dask", scheduler=None, devices=None, trials_per_device=1,
                  trial_timeout=None, validation_fraction=0.2, ensemble_size=5, selection="greedy",
-                 max_in_memory=50, refit=True, recalibrate="widen", initial_configs="default",
-                 checkpoint_dir=None, random_state=None, verbose=0, early_discard=None,
-                 security=None):
+                 rescore_top=10, max_in_memory=50, refit=True, recalibrate="widen",
+                 initial_configs="default", checkpoint_dir=None, random_state=None, verbose=0,
+                 early_discard=None, security=None):
         self.search_space = search_space
         self.algorithm = algorithm
         self.max_evals = max_evals
@@ -126,6 +142,7 @@ random_state, verbose, early_discard, security
         self.validation_fraction = validation_fraction
         self.ensemble_size = ensemble_size
         self.selection = selection
+        self.rescore_top = rescore_top
         self.max_in_memory = max_in_memory
         self.refit = refit
         self.recalibrate = recalibrate
@@ -137,8 +154,9 @@ random_state, verbose, early_discard, security
         self.security = security
 
     def _after_search_rounds(self, capacity):
-        # ensemble_size refits, capacity at a time
-        return math.ceil(self.ensemble_size / capacity) if self.refit else 0
+        # the rescoring of rescore_top candidates, then ensemble_size refits, capacity at a time
+        return (math.ceil(self.rescore_top / capacity)
+                + (math.ceil(self.ensemble_size / capacity) if self.refit else 0))
 
     def fit(self, X, y):
         """Search, then select the ensemble from the catalogue of candidates.
@@ -152,11 +170,12 @@ random_state, verbose, early_discard, security
         -------
         self
         """
-        for name in ("ensemble_size", "max_in_memory"):
+        for name, least, example in (("ensemble_size", 1, 5), ("max_in_memory", 1, 50),
+                                     ("rescore_top", 0, 10)):
             value = getattr(self, name)
-            if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be an int >= 1; got {value!r}. Pass e.g. "
-                                 f"{name}={5 if name == 'ensemble_size' else 50}.")
+            if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < least:
+                raise ValueError(f"{name} must be an int >= {least}; got {value!r}. Pass e.g. "
+                                 f"{name}={example}.")
         self._check_bools("refit")
         recalibration = recalibration_mode(self.recalibrate)
         selector = make_selector(self.selection, self.ensemble_size)
@@ -166,17 +185,24 @@ random_state, verbose, early_discard, security
 
         def finish(outcome, evaluator):
             y_valid = outcome.data["y_valid"].astype(np.float64)
-            indices, weights = selector.select(y_valid, catalogue.valid_means(),
-                                               catalogue.valid_vars(), catalogue.objectives)
+            means, variances = catalogue.valid_means(), catalogue.valid_vars()
+            objectives = catalogue.objectives
+            indices, weights = selector.select(y_valid, means, variances, objectives)
+            pool = self._rescore(outcome, evaluator, catalogue, indices)
+            if pool is not None:  # select again, among the rescored, on both parts
+                pool, y_valid, means, variances, objectives = pool
+                chosen, weights = selector.select(y_valid, means, variances, objectives)
+                indices, means, variances = pool[chosen], means[chosen], variances[chosen]
+            else:
+                means, variances = means[indices], variances[indices]
             selected = [catalogue.get(catalogue.trial_ids[i]) for i in indices]
-            # The searched members' mixture on the validation part: what selection scored.
-            mixture = NormalMixture(catalogue.valid_means()[indices],
-                                    np.sqrt(catalogue.valid_vars()[indices]), weights)
+            # The searched members' mixture on the validation part(s): what selection scored.
+            mixture = NormalMixture(means, np.sqrt(variances), weights)
             std_scale = recalibration_factor(recalibration, y_valid, mixture)
             if not self.refit:
                 members = [self._member(outcome, entry, _weights(catalogue, entry, outcome.data))
                            for entry in selected]
-                return outcome, selected, weights, members, mixture, std_scale
+                return outcome, selected, weights, members, (y_valid, mixture), std_scale
             # A configuration selected with a large weight (greedy selection adds it again
             # and again) is refitted as several networks from independent seeds and holdouts,
             # sharing its weight: ensemble_size networks in all, a real ensemble even when one
@@ -189,7 +215,7 @@ random_state, verbose, early_discard, security
             members = [member if member is not None else
                        self._member(outcome, entry, _weights(catalogue, entry, outcome.data))
                        for member, entry in zip(members, entries, strict=True)]
-            return outcome, entries, weights, members, mixture, std_scale
+            return outcome, entries, weights, members, (y_valid, mixture), std_scale
 
         def add(result):
             catalogue.add(result)
@@ -197,7 +223,8 @@ random_state, verbose, early_discard, security
             # in the search's trial list, must not hold every candidate's arrays.
             result.drop_arrays()
 
-        outcome, entries, weights, members, mixture, std_scale = self._search(
+        self.rescored_ = []
+        outcome, entries, weights, members, (y_valid, mixture), std_scale = self._search(
             X, y, add, finish)
         log_scale = math.log(outcome.y_scale)
         described = [{"trial_id": int(entry.trial_id), "weight": float(weight),
@@ -208,15 +235,16 @@ random_state, verbose, early_discard, security
                                                       std_scale=std_scale)
         self.pipeline_ = Pipeline([("scale", outcome.x_scaler), ("ensemble", ensemble)])
         self.members_ = described
-        self.validation_nll_ = nll(outcome.data["y_valid"].astype(np.float64),
-                                   NormalMixture(mixture.means, mixture.stds * std_scale,
-                                                 mixture.weights)) + log_scale
+        self.validation_nll_ = nll(y_valid, NormalMixture(mixture.means, mixture.stds * std_scale,
+                                                                mixture.weights)) + log_scale
         self.std_scale_ = std_scale
         table = self._results_frame(outcome)
         selected = {}
         for m in described:
             selected[m["trial_id"]] = selected.get(m["trial_id"], 0.0) + m["weight"]
         table["selected"] = table["job_id"].map(selected).fillna(0.0)
+        table["rescore_nll"] = table["job_id"].map(
+            {r["trial_id"]: r["rescore_nll"] for r in self.rescored_}).astype(float)
         self.search_results_ = table
         self.n_candidates_ = len(catalogue)
         self.search_time_ = outcome.wall_time
@@ -229,6 +257,62 @@ random_state, verbose, early_discard, security
                 "Raise max_evals or time_budget, or lower ensemble_size.",
                 UserWarning, stacklevel=2)
         return self
+
+    def _rescore(self, outcome, evaluator, catalogue, indices):
+        """Score the best candidates a second time, on a second split of all the data.
+
+        The ``rescore_top`` candidates with the best validation NLL and those the first
+        selection picked (``indices``) train again from fresh seeds, all on one
+        :class:`Resplit` of the data (the search's validation fraction), so their second
+        validation predictions are on common points. Candidates whose second training failed
+        leave the pool.
+
+        Returns
+        -------
+        tuple or None
+            ``(pool, y, means, variances, objectives)``: catalogue indices of the rescored
+            candidates, and for them the targets, predictions and mean NLLs on both
+            validation parts together (the search's, then the second); None when nothing
+            was rescored (``rescore_top=0``, fewer than two candidates, or no time left).
+        """
+        if not self.rescore_top:
+            return None
+        order = np.argsort(catalogue.objectives, kind="stable")
+        pool = list(dict.fromkeys([*(int(i) for i in indices),
+                                   *(int(i) for i in order[:self.rescore_top])]))
+        refit_rounds = (math.ceil(self.ensemble_size / max(1, evaluator.capacity))
+                        if self.refit else 0)
+        keep = refit_rounds * outcome.round_seconds
+        if len(pool) < 2 or self._out_of_time(outcome, keep=keep + outcome.round_seconds):
+            return None
+        split = Resplit(self.validation_fraction, STOP_FRACTION,
+                        int(outcome.refit_seeds.spawn(1)[0].generate_state(1)[0]))
+        entries = [catalogue.get(catalogue.trial_ids[i]) for i in pool]
+        again = self._retrain(outcome, evaluator, entries, split,
+                              deadline=None if outcome.deadline is None
+                              else outcome.deadline - keep)
+        log_scale = math.log(outcome.y_scale)
+        kept = []
+        for position, (entry, result) in enumerate(zip(entries, again, strict=True)):
+            self.rescored_.append({"trial_id": int(entry.trial_id),
+                                   "valid_nll": entry.objective + log_scale,
+                                   "rescore_nll": (result.objective + log_scale if result.ok
+                                                   else None)})
+            if result.ok:
+                kept.append(position)
+        if len(kept) < 2:
+            logger.info("rescoring kept %d candidate(s): selecting on the search's validation "
+                        "part alone", len(kept))
+            return None
+        y_second = resplit_data(outcome.data, split)["y_valid"].astype(np.float64)
+        y = np.concatenate([outcome.data["y_valid"].astype(np.float64), y_second])
+        rows = np.array([pool[k] for k in kept])
+        means = np.concatenate([catalogue.valid_means()[rows],
+                                np.stack([again[k].valid_mean for k in kept])], axis=1)
+        variances = np.concatenate([catalogue.valid_vars()[rows],
+                                    np.stack([again[k].valid_var for k in kept])], axis=1)
+        objectives = np.array([(entries[k].objective + again[k].objective) / 2 for k in kept])
+        return rows, y, means, variances, objectives
 
 
 def _allocate(weights, n):

@@ -3,6 +3,7 @@
 import os
 import time
 import traceback
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -10,7 +11,7 @@ from ..exceptions import TimeLimitExceeded, TrainingDivergedError
 from ..nn import gaussian_nll_loss, predict_in_batches, train_network
 from ._result import TrialResult
 
-__all__ = ["refit_data", "train_candidate", "worker_name"]
+__all__ = ["Resplit", "refit_data", "resplit_data", "train_candidate", "worker_name"]
 
 
 def worker_name():
@@ -47,6 +48,50 @@ def refit_data(data, holdout, seed):
     return {"X_train": X[train], "y_train": y[train], "X_valid": X[valid], "y_valid": y[valid]}
 
 
+@dataclass(frozen=True)
+class Resplit:
+    """A second split of all the data, shared by every trial given it: the ``holdout`` of a
+    rescoring (see :func:`resplit_data`).
+
+    Attributes
+    ----------
+    valid_fraction : float
+        Part of all the rows that is the new validation part.
+    stop_fraction : float
+        Part of the other rows that candidates early-stop on.
+    seed : int
+        Draws the split (not the networks' initialisation, which is each trial's seed).
+    """
+
+    valid_fraction: float
+    stop_fraction: float
+    seed: int
+
+
+def resplit_data(data, resplit):
+    """All of ``data`` split anew as the search split it: a validation part to score on,
+    an early-stopping part and a training part, drawn from ``resplit.seed``.
+
+    Every trial given the same :class:`Resplit` has the same parts, so their validation
+    predictions are on the same points and can be compared and mixed, as the search's are.
+    """
+    parts = [part for part in ("train", "stop", "valid") if f"X_{part}" in data]
+    X = np.concatenate([data[f"X_{part}"] for part in parts])
+    y = np.concatenate([data[f"y_{part}"] for part in parts])
+    n_valid = min(len(X) - 2, max(1, int(np.ceil(resplit.valid_fraction * len(X)))))
+    order = np.random.default_rng(resplit.seed).permutation(len(X))
+    valid, rest = np.sort(order[:n_valid]), order[n_valid:]
+    n_stop = int(np.ceil(resplit.stop_fraction * len(rest)))
+    out = {"X_valid": X[valid], "y_valid": y[valid]}
+    if len(rest) - n_stop >= 2 and n_stop >= 1:
+        stop, train = np.sort(rest[:n_stop]), np.sort(rest[n_stop:])
+        out.update(X_stop=X[stop], y_stop=y[stop])
+    else:
+        train = np.sort(rest)
+    out.update(X_train=X[train], y_train=y[train])
+    return out
+
+
 def train_candidate(config, data, seed, device="cpu", time_limit=None, trial_id=-1,
                     deadline=None, holdout=None, rungs=None):
     """Train one candidate and return a :class:`TrialResult`; never raises for a bad candidate.
@@ -74,10 +119,12 @@ def train_candidate(config, data, seed, device="cpu", time_limit=None, trial_id=
         Unix time at which training ends normally with the best weights so far (the end of
         the search's time budget). A trial that starts after it is not trained and is
         recorded as ``"timeout"``.
-    holdout : float or None, default=None
+    holdout : float, Resplit or None, default=None
         Refit: train on the training and validation parts together, early-stopping on a
         fresh ``holdout`` fraction of them drawn from ``seed`` (see :func:`refit_data`). The
         result's objective and validation predictions are then on that holdout.
+        A :class:`Resplit`: a rescoring, trained and scored as a search trial on a second
+        split of all the data (see :func:`resplit_data`).
     rungs : sequence of (int, float) or None, default=None
         Early discarding: ``(epoch, threshold)`` pairs, the thresholds frozen when the trial
         was submitted (see :mod:`autodeuq.evaluation._discard`). A trial whose best
@@ -116,7 +163,9 @@ def _run_trial(config, data, seed, device, time_limit, trial_id, deadline, holdo
         return TrialResult(status="timeout", end=start, error="the search's time budget ran "
                            "out before this trial started", **common)
     try:
-        if holdout is not None:
+        if isinstance(holdout, Resplit):
+            data = resplit_data(data, holdout)
+        elif holdout is not None:
             data = refit_data(data, holdout, seed)
         stop = "X_stop" in data
         trained = train_network(network_config(config), data["X_train"], data["y_train"],
