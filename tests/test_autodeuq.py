@@ -101,6 +101,24 @@ def test_rescoring_keeps_the_best_and_the_first_selection(regression_data, monke
     assert table["rescore_nll"].notna().sum() == len(picked | best_two)
 
 
+@pytest.mark.parametrize(("round_seconds", "n_rescored"), [(500, 4), (1000, 0)])
+def test_rescoring_takes_only_the_time_the_refit_leaves(regression_data, monkeypatch,
+                                                        round_seconds, n_rescored):
+    from autodeuq.estimators._search_base import SearchRegressorBase
+
+    # Rounds of training taken to last round_seconds; serial: one network at a time. The
+    # refit of 3 networks keeps 3 rounds of the hour; what is left holds 4 rounds (500 s)
+    # or none (1000 s).
+    monkeypatch.setattr(SearchRegressorBase, "_round_seconds",
+                        lambda self, timed, refit_rows: round_seconds)
+    X, y, _, _ = regression_data
+    est = auto(time_budget=3600, max_evals=8).fit(X, y)
+    assert len(est.rescored_) == n_rescored
+    if n_rescored:  # the first selection's picks come first; greedy's first is the best
+        best = est.search_results_.nsmallest(1, "valid_nll")["job_id"].item()
+        assert est.rescored_[0]["trial_id"] == best
+
+
 def test_failed_rescoring_selects_on_the_search_alone(regression_data, monkeypatch):
     from autodeuq.estimators import _search_base
 

@@ -3,6 +3,7 @@
 import logging
 import math
 import numbers
+import time
 import warnings
 from pathlib import Path
 
@@ -273,17 +274,24 @@ random_state, verbose, early_discard, security
             ``(pool, y, means, variances, objectives)``: catalogue indices of the rescored
             candidates, and for them the targets, predictions and mean NLLs on both
             validation parts together (the search's, then the second); None when nothing
-            was rescored (``rescore_top=0``, fewer than two candidates, or no time left).
+            was rescored (``rescore_top=0``, fewer than two candidates, or no time left for
+            two: with ``time_budget``, only as many as the time left before the refit's
+            share allows are rescored, the first selection's picks first).
         """
         if not self.rescore_top:
             return None
         order = np.argsort(catalogue.objectives, kind="stable")
         pool = list(dict.fromkeys([*(int(i) for i in indices),
                                    *(int(i) for i in order[:self.rescore_top])]))
-        refit_rounds = (math.ceil(self.ensemble_size / max(1, evaluator.capacity))
-                        if self.refit else 0)
-        keep = refit_rounds * outcome.round_seconds
-        if len(pool) < 2 or self._out_of_time(outcome, keep=keep + outcome.round_seconds):
+        slots = max(1, evaluator.n_workers)
+        keep = (math.ceil(self.ensemble_size / slots) if self.refit else 0) * outcome.round_seconds
+        if outcome.deadline is not None and outcome.round_seconds > 0:
+            # Only as many as can train before the refit's share of the budget (the pool is
+            # in order of priority: the first selection's picks, then the best): a rescoring
+            # cut short by the deadline would score a network that did not finish.
+            rounds = int((outcome.deadline - time.time() - keep) // outcome.round_seconds)
+            pool = pool[:max(0, rounds) * slots]
+        if len(pool) < 2:
             return None
         split = Resplit(self.validation_fraction, STOP_FRACTION,
                         int(outcome.refit_seeds.spawn(1)[0].generate_state(1)[0]))
