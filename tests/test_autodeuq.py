@@ -101,22 +101,42 @@ def test_rescoring_keeps_the_best_and_the_first_selection(regression_data, monke
     assert table["rescore_nll"].notna().sum() == len(picked | best_two)
 
 
-@pytest.mark.parametrize(("round_seconds", "n_rescored"), [(500, 4), (1000, 0)])
+@pytest.mark.parametrize(("took", "n_rescored"), [(0, 10), (400, 2), (1200, 1)])
 def test_rescoring_takes_only_the_time_the_refit_leaves(regression_data, monkeypatch,
-                                                        round_seconds, n_rescored):
-    from autodeuq.estimators._search_base import SearchRegressorBase
+                                                        took, n_rescored):
+    import time
 
-    # Rounds of training taken to last round_seconds; serial: one network at a time. The
-    # refit of 3 networks keeps 3 rounds of the hour; what is left holds 4 rounds (500 s)
-    # or none (1000 s).
-    monkeypatch.setattr(SearchRegressorBase, "_round_seconds",
-                        lambda self, timed, refit_rows: round_seconds)
+    from autodeuq.estimators import _autodeuq, _search_base
+
+    # A clock that each rescoring round moves on by `took` seconds (serial: one network a
+    # round); a round of training after the search is first taken to last 100 s.
+    clock = {"offset": 0.0}
+    monkeypatch.setattr(_autodeuq, "time", type("Clock", (), {
+        "time": staticmethod(lambda: time.time() + clock["offset"])}))
+    monkeypatch.setattr(_search_base.SearchRegressorBase, "_round_seconds",
+                        lambda self, timed, refit_rows: 100.0)
+    real = _search_base.run_refits
+
+    def slow_rescores(evaluator, configs, seeds, holdout, deadline=None):
+        results = real(evaluator, configs, seeds, holdout, deadline=deadline)
+        if not isinstance(holdout, float):
+            for r in results:
+                r.end = r.start + took
+            clock["offset"] += took
+        return results
+
+    monkeypatch.setattr(_search_base, "run_refits", slow_rescores)
     X, y, _, _ = regression_data
-    est = auto(time_budget=3600, max_evals=8).fit(X, y)
-    assert len(est.rescored_) == n_rescored
-    if n_rescored:  # the first selection's picks come first; greedy's first is the best
+    est = auto(time_budget=3600, max_evals=12).fit(X, y)
+    # The refit of 3 networks keeps 3 rounds. took=400: a refit round is then re-estimated
+    # as 1.5 x 1.25 x 400 = 750 s, so after 800 s of rescoring 2250 s must stay free: no
+    # third round. took=1200: one round, too few to compare, so nothing is rescored.
+    if n_rescored < 2:
+        assert est.rescored_ == []
+    else:
+        assert len(est.rescored_) == n_rescored
         best = est.search_results_.nsmallest(1, "valid_nll")["job_id"].item()
-        assert est.rescored_[0]["trial_id"] == best
+        assert est.rescored_[0]["trial_id"] == best  # greedy's first pick: the best alone
 
 
 def test_failed_rescoring_selects_on_the_search_alone(regression_data, monkeypatch):
@@ -292,9 +312,10 @@ def test_refits_end_at_the_time_budgets_deadline(regression_data, monkeypatch):
     start = time.time()
     est = auto(time_budget=120).fit(X, y)
     assert len(est.members_) == 3
-    rescoring, deadline = seen  # the rescoring leaves the refit a round of its own
+    *rescoring, deadline = seen  # the rescoring, round by round, leaves the refit time
     assert start + 120 <= deadline <= time.time() + 120
-    assert rescoring < deadline
+    assert rescoring
+    assert all(r < deadline for r in rescoring)
     auto().fit(X, y)  # no time budget: no deadline
     assert seen[-1] is None
 
