@@ -1,7 +1,6 @@
 """DeepEnsembleRegressor: several Gaussian networks combined as a weighted Gaussian mixture."""
 
 import copy
-import math
 import numbers
 
 import numpy as np
@@ -20,7 +19,7 @@ from ._base import (
     target_scaling,
     validate_data,
 )
-from ._gaussian_mlp import GaussianMLPRegressor
+from ._gaussian_mlp import GaussianMLPRegressor, validation_rows
 
 __all__ = ["DeepEnsembleRegressor"]
 
@@ -34,15 +33,8 @@ def _fit_member(member, X, y):
 def _fit_batched(members, config, device, X, y):
     """Fit ``members`` (one configuration, validated X and y) as ``member.fit(X, y)`` would,
     training their networks in one batched pass (:func:`autodeuq.nn.train_networks`)."""
-    fraction = members[0].validation_fraction
     n = len(X)
-    n_valid = math.ceil(fraction * n) if fraction else 0
-    if n - n_valid < 1:
-        raise ValueError(
-            f"X has {n} sample(s) but validation_fraction={fraction} holds out {n_valid}, "
-            f"leaving none to train on; got n_samples = {n}. Pass more samples or "
-            "validation_fraction=0."
-        )
+    n_valid = validation_rows(n, members[0].validation_fraction)
     # The seeds, splits and scalings GaussianMLPRegressor.fit derives from each member's seed.
     seeds = [seed_sequence(member.random_state).spawn(2) for member in members]
     splits = [holdout_split(n, n_valid, split_seq) for split_seq, _ in seeds]
@@ -58,17 +50,8 @@ def _fit_batched(members, config, device, X, y):
     )
     for member, result, (y_mean, y_scale) in zip(members, results, scalings, strict=True):
         validate_data(member, X, y, skip_check_array=True)  # n_features_in_, as fit sets it
-        member.config_ = copy.deepcopy(config)
-        member.x_scaler_ = copy.deepcopy(x_scaler)
-        member.y_mean_ = y_mean
-        member.y_scale_ = y_scale
-        member.history_ = result.history
-        member.n_epochs_ = result.n_epochs
-        member.best_epoch_ = result.best_epoch
-        valid_loss = result.best_valid_loss
-        member.validation_nll_ = None if valid_loss is None else valid_loss + math.log(y_scale)
-        member.std_scale_ = 1.0
-        member.module_ = result.module.double()
+        member._set_fitted(copy.deepcopy(config), copy.deepcopy(x_scaler), y_mean, y_scale,
+                           result)
     return members
 
 

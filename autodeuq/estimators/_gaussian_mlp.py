@@ -25,6 +25,19 @@ __all__ = ["GaussianMLPRegressor"]
 _PREDICT_CHUNK = 65536
 
 
+def validation_rows(n, fraction):
+    """Rows held out for early stopping out of ``n`` (``validation_fraction``), checked to
+    leave at least one to train on."""
+    n_valid = math.ceil(fraction * n) if fraction else 0
+    if n - n_valid < 1:
+        raise ValueError(
+            f"X has {n} sample(s) but validation_fraction={fraction} holds out {n_valid}, "
+            f"leaving none to train on; got n_samples = {n}. Pass more samples or "
+            "validation_fraction=0."
+        )
+    return n_valid
+
+
 class GaussianMLPRegressor(UncertaintyRegressorMixin, RegressorMixin, BaseEstimator):
     """A neural network that predicts a Gaussian: a mean and a variance for every input.
 
@@ -221,13 +234,7 @@ class GaussianMLPRegressor(UncertaintyRegressorMixin, RegressorMixin, BaseEstima
         check_target(y)
         X, y = validate_data(self, X, y, y_numeric=True, dtype=np.float64)
         n = len(X)
-        n_valid = math.ceil(self.validation_fraction * n) if self.validation_fraction else 0
-        if n - n_valid < 1:
-            raise ValueError(
-                f"X has {n} sample(s) but validation_fraction={self.validation_fraction} "
-                f"holds out {n_valid}, leaving none to train on; got n_samples = {n}. Pass more "
-                "samples or validation_fraction=0."
-            )
+        n_valid = validation_rows(n, self.validation_fraction)
         split_seq, train_seq = seed_sequence(self.random_state).spawn(2)
         train, valid = holdout_split(n, n_valid, split_seq)
 
@@ -241,6 +248,12 @@ class GaussianMLPRegressor(UncertaintyRegressorMixin, RegressorMixin, BaseEstima
             Xs[valid] if n_valid else None, ys[valid] if n_valid else None,
             seed=train_seq, device=device, verbose=self.verbose,
         )
+        return self._set_fitted(config, x_scaler, y_mean, y_scale, result)
+
+    def _set_fitted(self, config, x_scaler, y_mean, y_scale, result):
+        """Set the fitted attributes from a trained network (:class:`autodeuq.nn.TrainedNetwork`
+        on inputs scaled by ``x_scaler`` and y standardized by ``y_mean`` and ``y_scale``);
+        :meth:`fit` and the batched training of an ensemble's members share it."""
         self.config_ = config
         self.x_scaler_ = x_scaler
         self.y_mean_ = y_mean
