@@ -28,19 +28,15 @@ def plot(X_train, y_train, X_test, y_test, unc, path):
     except ImportError:
         print("matplotlib is not installed: no figure (pip install 'autodeuq[plot]')")
         return
+    from autodeuq.plotting import PredictiveBandsDisplay
+
     x = X_test[:, 0]
     fig, ax = plt.subplots(figsize=(9, 4.5), constrained_layout=True)
-    # The aleatoric band, then what the epistemic part adds on each side of it.
-    alea_lo, alea_hi = unc.mean - 1.96 * unc.aleatoric_std, unc.mean + 1.96 * unc.aleatoric_std
-    total_lo, total_hi = unc.mean - 1.96 * unc.total_std, unc.mean + 1.96 * unc.total_std
-    ax.fill_between(x, alea_lo, alea_hi, color="tab:blue", alpha=0.35,
-                    label="95% band, aleatoric only")
-    ax.fill_between(x, total_lo, alea_lo, color="tab:orange", alpha=0.35,
-                    label="widened by epistemic")
-    ax.fill_between(x, alea_hi, total_hi, color="tab:orange", alpha=0.35)
-    ax.scatter(X_train[:, 0], y_train, s=4, color="k", alpha=0.5, label="training data")
+    # The 95% band of the aleatoric part, then what the epistemic part adds on each side.
+    PredictiveBandsDisplay.from_predictions(
+        x, *unc, X_train=X_train, y_train=y_train, ax=ax, std_panel=False,
+        name="ensemble", legend=False, train_kwargs={"s": 4})
     ax.plot(x, y_test, "k--", lw=1, label="true 2 sin(x)")
-    ax.plot(x, unc.mean, color="tab:red", lw=1.5, label="ensemble mean")
     ax.set(xlabel="x", ylabel="y", ylim=(-12, 12),
            title="Deep ensemble: aleatoric inside the data, epistemic outside")
     ax.legend(loc="lower center", ncol=3, fontsize=8)
