@@ -123,8 +123,8 @@ def train_candidate(config, data, seed, device="cpu", time_limit=None, trial_id=
         Refit: train on the training and validation parts together, early-stopping on a
         fresh ``holdout`` fraction of them drawn from ``seed`` (see :func:`refit_data`). The
         result's objective and validation predictions are then on that holdout.
-        A :class:`Resplit`: a rescoring, trained and scored as a search trial on a second
-        split of all the data (see :func:`resplit_data`).
+        A ``Resplit`` (``autodeuq.evaluation._train``): a rescoring, trained and scored as a
+        search trial on a second split of all the data, the same for every trial given it.
     rungs : sequence of (int, float) or None, default=None
         Early discarding: ``(epoch, threshold)`` pairs, the thresholds frozen when the trial
         was submitted (see :mod:`autodeuq.evaluation._discard`). A trial whose best
