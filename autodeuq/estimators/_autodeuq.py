@@ -65,7 +65,8 @@ random_state, verbose, early_discard, security
         candidates, the best single score on one validation part is partly luck (the
         winner's curse): a configuration must do well twice to be chosen. 0 selects on the
         search's validation part alone. It costs ``ceil(rescore_top / n_jobs)`` rounds of
-        training, kept out of ``time_budget`` like the refit's.
+        training, kept out of ``time_budget`` like the refit's; with a budget, a round
+        starts only if it and the refit still fit (``rescored_`` shows what was rescored).
     max_in_memory : int, default=50
         Candidates whose weights stay in memory (the best ones); the others keep only their
         validation predictions, so memory stays bounded in a long search. A selected member
