@@ -16,12 +16,12 @@ from ..evaluation._train import Resplit, network_config, resplit_data
 from ..uncertainty import NormalMixture, nll
 from ._deep_ensemble import DeepEnsembleRegressor
 from ._search_base import (
-    REFIT_HOLDOUT,
     STOP_FRACTION,
     SearchFailedError,
     SearchRegressorBase,
     recalibration_factor,
     recalibration_mode,
+    refit_round,
 )
 
 __all__ = ["AutoDEUQRegressor"]
@@ -191,7 +191,7 @@ random_state, verbose, early_discard, security
             means, variances = catalogue.valid_means(), catalogue.valid_vars()
             objectives = catalogue.objectives
             indices, weights = selector.select(y_valid, means, variances, objectives)
-            pool = self._rescore(outcome, evaluator, catalogue, indices)
+            pool = self._rescore(outcome, evaluator, catalogue, indices, means, variances)
             if pool is not None:  # select again, among the rescored, on both parts
                 pool, y_valid, means, variances, objectives = pool
                 chosen, weights = selector.select(y_valid, means, variances, objectives)
@@ -238,8 +238,8 @@ random_state, verbose, early_discard, security
                                                       std_scale=std_scale)
         self.pipeline_ = Pipeline([("scale", outcome.x_scaler), ("ensemble", ensemble)])
         self.members_ = described
-        self.validation_nll_ = nll(y_valid, NormalMixture(mixture.means, mixture.stds * std_scale,
-                                                                mixture.weights)) + log_scale
+        scaled = NormalMixture(mixture.means, mixture.stds * std_scale, mixture.weights)
+        self.validation_nll_ = nll(y_valid, scaled) + log_scale
         self.std_scale_ = std_scale
         table = self._results_frame(outcome)
         selected = {}
@@ -261,11 +261,12 @@ random_state, verbose, early_discard, security
                 UserWarning, stacklevel=2)
         return self
 
-    def _rescore(self, outcome, evaluator, catalogue, indices):
+    def _rescore(self, outcome, evaluator, catalogue, indices, means, variances):
         """Score the best candidates a second time, on a second split of all the data.
 
         The ``rescore_top`` candidates with the best validation NLL and those the first
-        selection picked (``indices``) train again from fresh seeds, all on one
+        selection picked (``indices`` into the catalogue, whose validation ``means`` and
+        ``variances`` are given) train again from fresh seeds, all on one
         :class:`Resplit` of the data (the search's validation fraction), so their second
         validation predictions are on common points. Candidates whose second training failed
         leave the pool.
@@ -308,9 +309,9 @@ random_state, verbose, early_discard, security
         y_second = resplit_data(outcome.data, split)["y_valid"].astype(np.float64)
         y = np.concatenate([outcome.data["y_valid"].astype(np.float64), y_second])
         rows = np.array([pool[k] for k in kept])
-        means = np.concatenate([catalogue.valid_means()[rows],
+        means = np.concatenate([means[rows],
                                 np.stack([again[k].valid_mean for k in kept])], axis=1)
-        variances = np.concatenate([catalogue.valid_vars()[rows],
+        variances = np.concatenate([variances[rows],
                                     np.stack([again[k].valid_var for k in kept])], axis=1)
         objectives = np.array([(entries[k].objective + again[k].objective) / 2 for k in kept])
         return rows, y, means, variances, objectives
@@ -328,7 +329,6 @@ random_state, verbose, early_discard, security
         """
         slots = max(1, evaluator.n_workers)
         refit_rounds = math.ceil(self.ensemble_size / slots) if self.refit else 0
-        grow = (1 - REFIT_HOLDOUT) / ((1 - self.validation_fraction) * (1 - STOP_FRACTION))
         round_seconds = outcome.round_seconds
         results = []
         for start in range(0, len(entries), slots):
@@ -341,7 +341,7 @@ random_state, verbose, early_discard, security
                                   deadline=deadline)
             results.extend(chunk)
             took = max((r.duration for r in chunk if np.isfinite(r.duration)), default=0.0)
-            round_seconds = max(round_seconds, 1.5 * grow * took)
+            round_seconds = max(round_seconds, refit_round(took, outcome.refit_rows))
         return results
 
 

@@ -73,6 +73,14 @@ class SearchOutcome:
     refit_seeds: np.random.SeedSequence
     deadline: float | None = None  # Unix time the time budget ends: refits end there too
     round_seconds: float = 0.0  # expected wall time of one round of training after the search
+    refit_rows: float = 1.0  # rows a refit trains on over a search trial's
+
+
+def refit_round(trial_seconds, refit_rows):
+    """Expected seconds of a round of refits whose configurations took ``trial_seconds`` to
+    train on a search trial's rows: scaled to the refit's rows, with a margin of half (a refit
+    runs as long as its early stopping lets it)."""
+    return 1.5 * trial_seconds * refit_rows
 
 
 def _positive_real(name, value, fix):
@@ -357,7 +365,8 @@ class SearchRegressorBase(UncertaintyRegressorMixin, RegressorMixin, BaseEstimat
                                         n_features=X.shape[1],
                                         wall_time=time.monotonic() - start,
                                         refit_seeds=refit_seq, deadline=deadline,
-                                        round_seconds=self._round_seconds(timed, refit_rows))
+                                        round_seconds=self._round_seconds(timed, refit_rows),
+                                        refit_rows=refit_rows)
                 self._check_some_succeeded(outcome)
                 self.refit_time_ = 0.0  # _refit_members sets it when there is a refit
                 return finish(outcome, evaluator)
@@ -391,7 +400,7 @@ class SearchRegressorBase(UncertaintyRegressorMixin, RegressorMixin, BaseEstimat
         if not timed:
             return self.time_budget / 20
         best = heapq.nsmallest(5, timed, key=lambda pair: pair[0])
-        return 1.5 * float(np.median([duration for _, duration in best])) * refit_rows
+        return refit_round(float(np.median([duration for _, duration in best])), refit_rows)
 
     def _resume_hint(self, n_finished):
         """How to recover from a search cut short, with or without ``checkpoint_dir``."""

@@ -33,15 +33,20 @@ def network_config(config):
     return to_network_config(config)
 
 
+def _all_rows(data):
+    """X and y of every part of ``data`` (training, early-stopping, validation) together."""
+    parts = [part for part in ("train", "stop", "valid") if f"X_{part}" in data]
+    return (np.concatenate([data[f"X_{part}"] for part in parts]),
+            np.concatenate([data[f"y_{part}"] for part in parts]))
+
+
 def refit_data(data, holdout, seed):
     """All of ``data`` (training and validation parts) split anew for a refit.
 
     ``holdout`` of the rows, drawn from ``seed``, become the early-stopping part; the rest are
     trained on. Each refit member draws its own holdout, so together they see every row.
     """
-    parts = [part for part in ("train", "stop", "valid") if f"X_{part}" in data]
-    X = np.concatenate([data[f"X_{part}"] for part in parts])
-    y = np.concatenate([data[f"y_{part}"] for part in parts])
+    X, y = _all_rows(data)
     n_valid = min(len(X) - 1, max(1, int(np.ceil(holdout * len(X)))))
     order = np.random.default_rng(seed).permutation(len(X))
     train, valid = np.sort(order[n_valid:]), np.sort(order[:n_valid])
@@ -75,9 +80,7 @@ def resplit_data(data, resplit):
     Every trial given the same :class:`Resplit` has the same parts, so their validation
     predictions are on the same points and can be compared and mixed, as the search's are.
     """
-    parts = [part for part in ("train", "stop", "valid") if f"X_{part}" in data]
-    X = np.concatenate([data[f"X_{part}"] for part in parts])
-    y = np.concatenate([data[f"y_{part}"] for part in parts])
+    X, y = _all_rows(data)
     n_valid = min(len(X) - 2, max(1, int(np.ceil(resplit.valid_fraction * len(X)))))
     order = np.random.default_rng(resplit.seed).permutation(len(X))
     valid, rest = np.sort(order[:n_valid]), order[n_valid:]
