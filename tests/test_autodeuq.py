@@ -139,6 +139,29 @@ def test_rescoring_takes_only_the_time_the_refit_leaves(regression_data, monkeyp
         assert est.rescored_[0]["trial_id"] == best  # greedy's first pick: the best alone
 
 
+def test_one_worker_rescores_nothing_when_one_round_fits(regression_data, monkeypatch):
+    # Serial (one network a round), a round taken to last 850 s, the refit's 3 rounds kept:
+    # an hour leaves room for one rescoring round, not the two that two candidates need, and
+    # one candidate rescored alone would be compared with nothing: none is trained.
+    from autodeuq.estimators import _search_base
+
+    monkeypatch.setattr(_search_base.SearchRegressorBase, "_round_seconds",
+                        lambda self, timed, refit_rows: 850.0)
+    real, rescorings = _search_base.run_refits, []
+
+    def counting(evaluator, configs, seeds, holdout, deadline=None):
+        if not isinstance(holdout, float):
+            rescorings.extend(configs)
+        return real(evaluator, configs, seeds, holdout, deadline=deadline)
+
+    monkeypatch.setattr(_search_base, "run_refits", counting)
+    X, y, _, _ = regression_data
+    est = auto(time_budget=3600, max_evals=12).fit(X, y)
+    assert rescorings == []
+    assert est.rescored_ == []
+    assert len(est.members_) == 3  # the refit still ran
+
+
 def test_failed_rescoring_selects_on_the_search_alone(regression_data, monkeypatch):
     from autodeuq.estimators import _search_base
 
@@ -281,17 +304,17 @@ def test_the_time_budget_keeps_time_for_the_refit():
     # time of the best five candidates, scaled to the refit's rows, with a margin of half.
     timed = [(0.1, 4.0), (0.2, 6.0), (0.3, 8.0), (0.4, 2.0), (0.5, 6.0), (9.0, 100.0)]
     est = AutoDEUQRegressor(time_budget=300, ensemble_size=5, rescore_top=0)
-    assert est._time_reserve(timed, capacity=2, refit_rows=1.25) == pytest.approx(
+    assert est._time_reserve(timed, slots=2, refit_rows=1.25) == pytest.approx(
         3 * 1.5 * 6 * 1.25)
-    assert est._time_reserve(timed, capacity=8, refit_rows=1.0) == pytest.approx(1.5 * 6)
+    assert est._time_reserve(timed, slots=8, refit_rows=1.0) == pytest.approx(1.5 * 6)
     # Before a trial succeeds, a round is taken as a twentieth of the budget.
-    assert est._time_reserve([], capacity=2, refit_rows=1.25) == pytest.approx(3 * 300 / 20)
+    assert est._time_reserve([], slots=2, refit_rows=1.25) == pytest.approx(3 * 300 / 20)
     assert AutoDEUQRegressor(time_budget=20)._time_reserve(timed, 2, 1.25) == 10  # half at most
     assert AutoDEUQRegressor(time_budget=300, refit=False,
                              rescore_top=0)._time_reserve(timed, 2, 1.25) == 0
     # Rescoring ten candidates two at a time adds five rounds.
     assert AutoDEUQRegressor(time_budget=300, ensemble_size=5)._time_reserve(
-        timed, capacity=2, refit_rows=1.25) == pytest.approx(8 * 1.5 * 6 * 1.25)
+        timed, slots=2, refit_rows=1.25) == pytest.approx(8 * 1.5 * 6 * 1.25)
     assert AutoDEUQRegressor(max_evals=5)._time_reserve(timed, 2, 1.25) == 0
 
 

@@ -203,8 +203,8 @@ def test_the_reserve_ends_the_search_before_the_budget(data):
     search = ListSearch([{**NET, "max_epochs": 100000, "patience": None}])
     asked = []
 
-    def reserve(capacity):
-        asked.append(capacity)
+    def reserve(slots):
+        asked.append(slots)
         return 1.5
 
     start = time.monotonic()
@@ -218,7 +218,31 @@ def test_the_reserve_ends_the_search_before_the_budget(data):
     assert deadline - submitted == pytest.approx(0.5, abs=0.2)
     assert elapsed < 10  # not the whole budget again: the search stopped at its end
     assert asked
-    assert set(asked) == {evaluator.capacity}
+    assert set(asked) == {evaluator.n_workers}
+
+
+class QueueingRecorder(DeadlineRecorder):
+    """Keeps more trials submitted than it has workers, as a Dask evaluator does for short
+    trials (a queue per worker, several trials per task)."""
+
+    capacity = 6
+
+
+def test_the_reserve_counts_worker_slots_not_the_queue(data):
+    # What follows the search (rescoring, refits) trains n_workers networks at once, however
+    # many short trials the search kept queued: the reserve is sized on the workers.
+    asked = []
+
+    def reserve(slots):
+        asked.append(slots)
+        return 0.0
+
+    with QueueingRecorder() as evaluator:
+        evaluator.start(data)
+        run_search(ListSearch([NET]), evaluator, np.random.SeedSequence(0), max_evals=1,
+                   time_budget=60.0, reserve=reserve)
+    assert asked
+    assert set(asked) == {1}
 
 
 def test_no_reserve_keeps_the_whole_budget_for_the_search(data):

@@ -156,10 +156,10 @@ random_state, verbose, early_discard, security
         self.early_discard = early_discard
         self.security = security
 
-    def _after_search_rounds(self, capacity):
-        # the rescoring of rescore_top candidates, then ensemble_size refits, capacity at a time
-        return (math.ceil(self.rescore_top / capacity)
-                + (math.ceil(self.ensemble_size / capacity) if self.refit else 0))
+    def _after_search_rounds(self, slots):
+        # the rescoring of rescore_top candidates, then ensemble_size refits, slots at a time
+        return (math.ceil(self.rescore_top / slots)
+                + (math.ceil(self.ensemble_size / slots) if self.refit else 0))
 
     def fit(self, X, y):
         """Search, then select the ensemble from the catalogue of candidates.
@@ -318,7 +318,8 @@ random_state, verbose, early_discard, security
 
     def _rescore_rounds(self, outcome, evaluator, entries, split):
         """Train ``entries`` again on ``split``, a round of ``n_workers`` at a time, while the
-        time budget leaves room for another round and the refit after it.
+        time budget leaves room for another round and the refit after it (before the first,
+        for as many rounds as two candidates need: one rescored alone is not used).
 
         The refit's share is re-estimated after each round from what the round took: the
         rescored configurations are the ones the refit will train (on all the data less its
@@ -335,8 +336,11 @@ random_state, verbose, early_discard, security
             deadline = None
             if outcome.deadline is not None:
                 deadline = outcome.deadline - refit_rounds * round_seconds
-                if deadline - time.time() < round_seconds:
-                    break  # no room for a round: the rest keep their search score only
+                # Room for a round, and before the first, for the rounds that two need: a
+                # candidate rescored alone is compared with nothing (one worker).
+                rounds = 1 if results else math.ceil(2 / slots)
+                if deadline - time.time() < rounds * round_seconds:
+                    break  # no room: the rest keep their search score only
             chunk = self._retrain(outcome, evaluator, entries[start:start + slots], split,
                                   deadline=deadline)
             results.extend(chunk)

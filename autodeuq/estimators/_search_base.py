@@ -342,8 +342,8 @@ class SearchRegressorBase(UncertaintyRegressorMixin, RegressorMixin, BaseEstimat
 
             refit_rows = (1 - REFIT_HOLDOUT) * n / len(data["X_train"])
 
-            def reserve(capacity):
-                return self._time_reserve(timed, capacity, refit_rows)
+            def reserve(slots):
+                return self._time_reserve(timed, slots, refit_rows)
 
             # Checks verbose before a cluster starts; run_search starts and closes it.
             progress = SearchProgress(self.verbose, offset=math.log(y_scale), previous=done)
@@ -371,16 +371,17 @@ class SearchRegressorBase(UncertaintyRegressorMixin, RegressorMixin, BaseEstimat
                 self.refit_time_ = 0.0  # _refit_members sets it when there is a refit
                 return finish(outcome, evaluator)
 
-    def _after_search_rounds(self, capacity):
+    def _after_search_rounds(self, slots):
         """Rounds of training after the search, each about one good candidate trained on all
-        the data, with ``capacity`` trials at once (0: none). Subclasses that refit say."""
+        the data, with ``slots`` trainings at once (the evaluator's workers; 0 rounds: none).
+        Subclasses that refit say."""
         return 0
 
-    def _time_reserve(self, timed, capacity, refit_rows):
+    def _time_reserve(self, timed, slots, refit_rows):
         """Seconds of the time budget the search keeps free for what follows it: the rounds
         of training after it (``_after_search_rounds``) times :meth:`_round_seconds`, never
         more than half the budget (the search always has the other half)."""
-        rounds = self._after_search_rounds(max(1, capacity))
+        rounds = self._after_search_rounds(max(1, slots))
         if not rounds or self.time_budget is None:
             return 0.0
         return min(rounds * self._round_seconds(timed, refit_rows), self.time_budget / 2)

@@ -56,10 +56,12 @@ def run_search(search, evaluator, seed_sequence, *, max_evals=None, time_budget=
         recorded so far (frozen then), and each finished trial's rung values are recorded
         in it (a resumed search records the earlier trials before the call).
     reserve : callable or None, default=None
-        With ``time_budget``: ``reserve(capacity)`` returns the seconds to keep at the end of
-        the budget for what follows the search. It is asked before each submission, so it can
-        grow with what the finished trials show; the search stops starting trials when no
-        more than that is left, and each trial's deadline leaves it free.
+        With ``time_budget``: ``reserve(slots)`` returns the seconds to keep at the end of
+        the budget for what follows the search, which trains ``slots`` networks at once (the
+        evaluator's ``n_workers``: what follows is a few trainings, none queued behind). It
+        is asked before each submission, so it can grow with what the finished trials show;
+        the search stops starting trials when no more than that is left, and each trial's
+        deadline leaves it free.
 
     Returns
     -------
@@ -72,7 +74,7 @@ def run_search(search, evaluator, seed_sequence, *, max_evals=None, time_budget=
         """Seconds the search may still use: the budget's rest less the reserve."""
         if time_budget is None:
             return None
-        kept = 0.0 if reserve is None else reserve(evaluator.capacity)
+        kept = 0.0 if reserve is None else reserve(evaluator.n_workers)
         return time_budget - kept - (time.monotonic() - start)
 
     def may_start():
