@@ -112,6 +112,18 @@ def test_refit_data_splits_all_the_rows_anew(data):
     assert not np.array_equal(first["y_valid"], second["y_valid"])
 
 
+def test_held_out_targets_are_the_validation_part_of_a_refit_or_rescoring(data):
+    # What the main process scores a worker's refit or rescoring on, read without the inputs.
+    from autodeuq.evaluation._train import Resplit, held_out_targets, refit_data, resplit_data
+
+    np.testing.assert_array_equal(held_out_targets(data, 0.1, seed=3),
+                                  refit_data(data, 0.1, seed=3)["y_valid"])
+    split = Resplit(0.2, 0.1, seed=7)
+    np.testing.assert_array_equal(held_out_targets(data, split),
+                                  resplit_data(data, split)["y_valid"])
+    assert len(held_out_targets(data, split)) == 60
+
+
 def test_a_resplit_is_shared_by_every_trial_given_it(data):
     from autodeuq.evaluation._train import Resplit, resplit_data
 

@@ -12,7 +12,7 @@ from sklearn.pipeline import Pipeline
 
 from ..ensemble import Catalogue, make_selector
 from ..evaluation import train_candidate
-from ..evaluation._train import Resplit, network_config, resplit_data
+from ..evaluation._train import Resplit, held_out_targets, network_config
 from ..uncertainty import NormalMixture, nll
 from ._deep_ensemble import DeepEnsembleRegressor
 from ._search_base import (
@@ -306,7 +306,7 @@ random_state, verbose, early_discard, security
             logger.info("rescoring kept %d candidate(s): selecting on the search's validation "
                         "part alone", len(kept))
             return None
-        y_second = resplit_data(outcome.data, split)["y_valid"].astype(np.float64)
+        y_second = held_out_targets(outcome.data, split).astype(np.float64)
         y = np.concatenate([outcome.data["y_valid"].astype(np.float64), y_second])
         rows = np.array([pool[k] for k in kept])
         means = np.concatenate([means[rows],

@@ -7,7 +7,7 @@ import numpy as np
 from sklearn.pipeline import Pipeline
 
 from ..evaluation import train_candidate
-from ..evaluation._train import network_config, refit_data
+from ..evaluation._train import held_out_targets, network_config
 from ..uncertainty import NormalMixture
 from ._search_base import SearchRegressorBase, recalibration_factor, recalibration_mode
 
@@ -229,8 +229,8 @@ class NASRegressor(SearchRegressorBase):
                 if winner.trial_id != best["result"].trial_id:  # its search arrays were dropped
                     held_out = []
                 if again is not None and again.ok:
-                    y_again = refit_data(outcome.data, self.validation_fraction,
-                                         again.seed)["y_valid"]
+                    y_again = held_out_targets(outcome.data, self.validation_fraction,
+                                               again.seed)
                     held_out.append((y_again, again.valid_mean, again.valid_var))
             std_scale = 1.0
             if held_out:

@@ -11,7 +11,8 @@ from ..exceptions import TimeLimitExceeded, TrainingDivergedError
 from ..nn import gaussian_nll_loss, predict_in_batches, train_network
 from ._result import TrialResult
 
-__all__ = ["Resplit", "refit_data", "resplit_data", "train_candidate", "worker_name"]
+__all__ = ["Resplit", "held_out_targets", "refit_data", "resplit_data", "train_candidate",
+           "worker_name"]
 
 
 def worker_name():
@@ -33,11 +34,50 @@ def network_config(config):
     return to_network_config(config)
 
 
-def _all_rows(data):
-    """X and y of every part of ``data`` (training, early-stopping, validation) together."""
-    parts = [part for part in ("train", "stop", "valid") if f"X_{part}" in data]
-    return (np.concatenate([data[f"X_{part}"] for part in parts]),
-            np.concatenate([data[f"y_{part}"] for part in parts]))
+_PARTS = ("train", "stop", "valid")
+
+
+def _all_rows(data, arrays=("X", "y")):
+    """Every part of ``data`` (training, early-stopping, validation) joined, for each of
+    ``arrays`` (``"X"``, ``"y"``)."""
+    parts = [part for part in _PARTS if f"y_{part}" in data]
+    return tuple(np.concatenate([data[f"{a}_{part}"] for part in parts]) for a in arrays)
+
+
+def _n_rows(data):
+    return sum(len(data[f"y_{part}"]) for part in _PARTS if f"y_{part}" in data)
+
+
+def _refit_rows(n, holdout, seed):
+    """Row indices (into all ``n`` rows) of a refit's parts: ``{"train", "valid"}``."""
+    n_valid = min(n - 1, max(1, int(np.ceil(holdout * n))))
+    order = np.random.default_rng(seed).permutation(n)
+    return {"train": np.sort(order[n_valid:]), "valid": np.sort(order[:n_valid])}
+
+
+def _resplit_rows(n, resplit):
+    """Row indices (into all ``n`` rows) of a rescoring's parts: ``{"valid", "stop",
+    "train"}``, no ``"stop"`` when too few rows are left for one."""
+    n_valid = min(n - 2, max(1, int(np.ceil(resplit.valid_fraction * n))))
+    order = np.random.default_rng(resplit.seed).permutation(n)
+    valid, rest = np.sort(order[:n_valid]), order[n_valid:]
+    n_stop = int(np.ceil(resplit.stop_fraction * len(rest)))
+    if len(rest) - n_stop >= 2 and n_stop >= 1:
+        return {"valid": valid, "stop": np.sort(rest[:n_stop]), "train": np.sort(rest[n_stop:])}
+    return {"valid": valid, "train": np.sort(rest)}
+
+
+def _rows(data, holdout, seed):
+    """The parts of a refit (``holdout`` a fraction) or a rescoring (a :class:`Resplit`)."""
+    n = _n_rows(data)
+    return _resplit_rows(n, holdout) if isinstance(holdout, Resplit) else _refit_rows(
+        n, holdout, seed)
+
+
+def _take(data, rows):
+    X, y = _all_rows(data)
+    return {f"{a}_{part}": arr[index] for part, index in rows.items()
+            for a, arr in (("X", X), ("y", y))}
 
 
 def refit_data(data, holdout, seed):
@@ -46,11 +86,7 @@ def refit_data(data, holdout, seed):
     ``holdout`` of the rows, drawn from ``seed``, become the early-stopping part; the rest are
     trained on. Each refit member draws its own holdout, so together they see every row.
     """
-    X, y = _all_rows(data)
-    n_valid = min(len(X) - 1, max(1, int(np.ceil(holdout * len(X)))))
-    order = np.random.default_rng(seed).permutation(len(X))
-    train, valid = np.sort(order[n_valid:]), np.sort(order[:n_valid])
-    return {"X_train": X[train], "y_train": y[train], "X_valid": X[valid], "y_valid": y[valid]}
+    return _take(data, _refit_rows(_n_rows(data), holdout, seed))
 
 
 @dataclass(frozen=True)
@@ -80,19 +116,16 @@ def resplit_data(data, resplit):
     Every trial given the same :class:`Resplit` has the same parts, so their validation
     predictions are on the same points and can be compared and mixed, as the search's are.
     """
-    X, y = _all_rows(data)
-    n_valid = min(len(X) - 2, max(1, int(np.ceil(resplit.valid_fraction * len(X)))))
-    order = np.random.default_rng(resplit.seed).permutation(len(X))
-    valid, rest = np.sort(order[:n_valid]), order[n_valid:]
-    n_stop = int(np.ceil(resplit.stop_fraction * len(rest)))
-    out = {"X_valid": X[valid], "y_valid": y[valid]}
-    if len(rest) - n_stop >= 2 and n_stop >= 1:
-        stop, train = np.sort(rest[:n_stop]), np.sort(rest[n_stop:])
-        out.update(X_stop=X[stop], y_stop=y[stop])
-    else:
-        train = np.sort(rest)
-    out.update(X_train=X[train], y_train=y[train])
-    return out
+    return _take(data, _resplit_rows(_n_rows(data), resplit))
+
+
+def held_out_targets(data, holdout, seed=None):
+    """The targets a refit (``holdout`` a fraction, ``seed`` its trial's) or a rescoring (a
+    :class:`Resplit`) is scored on: ``y_valid`` of :func:`refit_data` or
+    :func:`resplit_data`, without copying the inputs (the main process reads them to score
+    what a worker trained)."""
+    (y,) = _all_rows(data, ("y",))
+    return y[_rows(data, holdout, seed)["valid"]]
 
 
 def train_candidate(config, data, seed, device="cpu", time_limit=None, trial_id=-1,
