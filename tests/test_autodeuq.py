@@ -307,14 +307,15 @@ def test_the_time_budget_keeps_time_for_the_refit():
     assert est._time_reserve(timed, slots=2, refit_rows=1.25) == pytest.approx(
         3 * 1.5 * 6 * 1.25)
     assert est._time_reserve(timed, slots=8, refit_rows=1.0) == pytest.approx(1.5 * 6)
-    # Before a trial succeeds, a round is taken as a twentieth of the budget.
-    assert est._time_reserve([], slots=2, refit_rows=1.25) == pytest.approx(3 * 300 / 20)
+    # Before a trial succeeds, a round on a trial's rows is taken as a twentieth of the budget.
+    assert est._time_reserve([], slots=2, refit_rows=1.25) == pytest.approx(
+        3 * 1.25 * 300 / 20)
     assert AutoDEUQRegressor(time_budget=20)._time_reserve(timed, 2, 1.25) == 10  # half at most
     assert AutoDEUQRegressor(time_budget=300, refit=False,
                              rescore_top=0)._time_reserve(timed, 2, 1.25) == 0
-    # Rescoring ten candidates two at a time adds five rounds.
+    # Rescoring ten candidates two at a time adds five rounds, on as many rows as a trial's.
     assert AutoDEUQRegressor(time_budget=300, ensemble_size=5)._time_reserve(
-        timed, slots=2, refit_rows=1.25) == pytest.approx(8 * 1.5 * 6 * 1.25)
+        timed, slots=2, refit_rows=1.25) == pytest.approx((5 + 3 * 1.25) * 1.5 * 6)
     assert AutoDEUQRegressor(max_evals=5)._time_reserve(timed, 2, 1.25) == 0
 
 

@@ -156,10 +156,11 @@ random_state, verbose, early_discard, security
         self.early_discard = early_discard
         self.security = security
 
-    def _after_search_rounds(self, slots):
-        # the rescoring of rescore_top candidates, then ensemble_size refits, slots at a time
+    def _after_search_rounds(self, slots, refit_rows):
+        # the rescoring of rescore_top candidates on a split as large as the search's, then
+        # ensemble_size refits on all the data, slots at a time
         return (math.ceil(self.rescore_top / slots)
-                + (math.ceil(self.ensemble_size / slots) if self.refit else 0))
+                + (math.ceil(self.ensemble_size / slots) * refit_rows if self.refit else 0))
 
     def fit(self, X, y):
         """Search, then select the ensemble from the catalogue of candidates.

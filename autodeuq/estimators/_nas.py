@@ -182,11 +182,13 @@ class NASRegressor(SearchRegressorBase):
         self.early_discard = early_discard
         self.security = security
 
-    def _after_search_rounds(self, slots):
-        # the rescoring of the best rescore_top, then the winner's refit
+    def _after_search_rounds(self, slots, refit_rows):
+        # the rescoring of the best rescore_top, then the winner's refit, each on all the
+        # data but a held-out part
         if not self.refit:
             return 0
-        return 1 + (math.ceil(self.rescore_top / slots) if self.rescore_top > 1 else 0)
+        return (1 + (math.ceil(self.rescore_top / slots) if self.rescore_top > 1 else 0)
+                ) * refit_rows
 
     def fit(self, X, y):
         """Search, then keep the best candidate.

@@ -371,20 +371,21 @@ class SearchRegressorBase(UncertaintyRegressorMixin, RegressorMixin, BaseEstimat
                 self.refit_time_ = 0.0  # _refit_members sets it when there is a refit
                 return finish(outcome, evaluator)
 
-    def _after_search_rounds(self, slots):
-        """Rounds of training after the search, each about one good candidate trained on all
-        the data, with ``slots`` trainings at once (the evaluator's workers; 0 rounds: none).
-        Subclasses that refit say."""
+    def _after_search_rounds(self, slots, refit_rows):
+        """Training after the search, in rounds of a good candidate's training on a search
+        trial's rows, ``slots`` at once (the evaluator's workers; 0: none): a round on all
+        the data counts ``refit_rows`` of them. Subclasses that refit or rescore say."""
         return 0
 
     def _time_reserve(self, timed, slots, refit_rows):
         """Seconds of the time budget the search keeps free for what follows it: the rounds
-        of training after it (``_after_search_rounds``) times :meth:`_round_seconds`, never
-        more than half the budget (the search always has the other half)."""
-        rounds = self._after_search_rounds(max(1, slots))
+        of training after it (``_after_search_rounds``) times :meth:`_round_seconds` on a
+        search trial's rows, never more than half the budget (the search always has the
+        other half)."""
+        rounds = self._after_search_rounds(max(1, slots), refit_rows)
         if not rounds or self.time_budget is None:
             return 0.0
-        return min(rounds * self._round_seconds(timed, refit_rows), self.time_budget / 2)
+        return min(rounds * self._round_seconds(timed, 1.0), self.time_budget / 2)
 
     def _round_seconds(self, timed, refit_rows):
         """Expected seconds of one round of training after the search (a refit, a
