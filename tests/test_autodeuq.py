@@ -162,6 +162,37 @@ def test_one_worker_rescores_nothing_when_one_round_fits(regression_data, monkey
     assert len(est.members_) == 3  # the refit still ran
 
 
+def test_rescoring_leaves_room_for_refitting_the_slowest_pick(regression_data, monkeypatch):
+    # The search's median says a round lasts 100 s, but the first selection's picks took
+    # 1000 s each to train: their refit (3 rounds of 1.5 x rows x 1000 s) fills the hour,
+    # so nothing is rescored and the refit keeps its time.
+    from autodeuq.ensemble import Catalogue
+    from autodeuq.estimators import _search_base
+
+    monkeypatch.setattr(_search_base.SearchRegressorBase, "_round_seconds",
+                        lambda self, timed, refit_rows: 100.0)
+    real_add = Catalogue.add
+
+    def slow(self, result):
+        entry = real_add(self, result)
+        entry.duration = 1000.0
+        return entry
+
+    monkeypatch.setattr(Catalogue, "add", slow)
+    real, rescorings = _search_base.run_refits, []
+
+    def counting(evaluator, configs, seeds, holdout, deadline=None):
+        if not isinstance(holdout, float):
+            rescorings.extend(configs)
+        return real(evaluator, configs, seeds, holdout, deadline=deadline)
+
+    monkeypatch.setattr(_search_base, "run_refits", counting)
+    X, y, _, _ = regression_data
+    est = auto(time_budget=3600, max_evals=12).fit(X, y)
+    assert rescorings == []
+    assert est.rescored_ == []
+
+
 def test_failed_rescoring_selects_on_the_search_alone(regression_data, monkeypatch):
     from autodeuq.estimators import _search_base
 

@@ -36,6 +36,8 @@ class CatalogueEntry:
         The weights, or None when they were dropped from memory (see
         :meth:`Catalogue.state` to get them back from disk).
     seed, n_epochs, best_epoch : int
+    duration : float
+        Seconds its training took (NaN when the result did not say).
     """
 
     trial_id: int
@@ -47,6 +49,7 @@ class CatalogueEntry:
     seed: int = 0
     n_epochs: int = 0
     best_epoch: int = 0
+    duration: float = float("nan")
 
 
 def _prediction(values, name, trial_id, n_valid):
@@ -204,6 +207,7 @@ class Catalogue:
             seed=int(result.seed),
             n_epochs=int(result.n_epochs),
             best_epoch=int(result.best_epoch),
+            duration=float(getattr(result, "duration", float("nan"))),
         )
         self._n_valid = mean.shape[0]
         self._entries[trial_id] = entry

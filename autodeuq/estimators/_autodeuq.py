@@ -290,7 +290,8 @@ random_state, verbose, early_discard, security
         split = Resplit(self.validation_fraction, STOP_FRACTION,
                         int(outcome.refit_seeds.spawn(1)[0].generate_state(1)[0]))
         entries = [catalogue.get(catalogue.trial_ids[i]) for i in pool]
-        again = self._rescore_rounds(outcome, evaluator, entries, split)
+        again = self._rescore_rounds(outcome, evaluator, entries, split,
+                                     n_picked=len(set(int(i) for i in indices)))
         pool, entries = pool[:len(again)], entries[:len(again)]
         if len(again) < 2:
             return None
@@ -317,7 +318,7 @@ random_state, verbose, early_discard, security
         objectives = np.array([(entries[k].objective + again[k].objective) / 2 for k in kept])
         return rows, y, means, variances, objectives
 
-    def _rescore_rounds(self, outcome, evaluator, entries, split):
+    def _rescore_rounds(self, outcome, evaluator, entries, split, n_picked=0):
         """Train ``entries`` again on ``split``, a round of ``n_workers`` at a time, while the
         time budget leaves room for another round and the refit after it (before the first,
         for as many rounds as two candidates need: one rescored alone is not used).
@@ -326,12 +327,16 @@ random_state, verbose, early_discard, security
         rescored configurations are the ones the refit will train (on all the data less its
         holdout, more rows than a rescoring's), so their durations say more than the
         search's median (on kin8nm a refit round took about 65 s where the search's best
-        trials predicted about 40). Returns the results, in order, for a prefix of
-        ``entries``.
+        trials predicted about 40). Before the first round it is taken as at least a refit of
+        the slowest of the first selection's picks (the first ``n_picked`` entries, most
+        likely refitted), not only the search's median.
+        Returns the results, in order, for a prefix of ``entries``.
         """
         slots = max(1, evaluator.n_workers)
         refit_rounds = math.ceil(self.ensemble_size / slots) if self.refit else 0
-        round_seconds = outcome.round_seconds
+        picked = [e.duration for e in entries[:n_picked] if np.isfinite(e.duration)]
+        round_seconds = max(outcome.round_seconds,
+                            refit_round(max(picked, default=0.0), outcome.refit_rows))
         results = []
         for start in range(0, len(entries), slots):
             deadline = None
