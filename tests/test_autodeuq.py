@@ -101,6 +101,29 @@ def test_rescoring_keeps_the_best_and_the_first_selection(regression_data, monke
     assert table["rescore_nll"].notna().sum() == len(picked | best_two)
 
 
+def _fix_round_seconds(monkeypatch, seconds):
+    """A round of training after the search is taken to last ``seconds``."""
+    from autodeuq.estimators import _search_base
+
+    monkeypatch.setattr(_search_base.SearchRegressorBase, "_round_seconds",
+                        lambda self, timed, refit_rows: seconds)
+
+
+def _count_rescorings(monkeypatch):
+    """The configurations trained for rescoring (not refits), in a list filled as they are."""
+    from autodeuq.estimators import _search_base
+
+    real, rescorings = _search_base.run_refits, []
+
+    def counting(evaluator, configs, seeds, holdout, deadline=None):
+        if not isinstance(holdout, float):
+            rescorings.extend(configs)
+        return real(evaluator, configs, seeds, holdout, deadline=deadline)
+
+    monkeypatch.setattr(_search_base, "run_refits", counting)
+    return rescorings
+
+
 @pytest.mark.parametrize(("took", "n_rescored"), [(0, 10), (400, 2), (1200, 1)])
 def test_rescoring_takes_only_the_time_the_refit_leaves(regression_data, monkeypatch,
                                                         took, n_rescored):
@@ -113,8 +136,7 @@ def test_rescoring_takes_only_the_time_the_refit_leaves(regression_data, monkeyp
     clock = {"offset": 0.0}
     monkeypatch.setattr(_autodeuq, "time", type("Clock", (), {
         "time": staticmethod(lambda: time.time() + clock["offset"])}))
-    monkeypatch.setattr(_search_base.SearchRegressorBase, "_round_seconds",
-                        lambda self, timed, refit_rows: 100.0)
+    _fix_round_seconds(monkeypatch, 100.0)
     real = _search_base.run_refits
 
     def slow_rescores(evaluator, configs, seeds, holdout, deadline=None):
@@ -143,18 +165,9 @@ def test_one_worker_rescores_nothing_when_one_round_fits(regression_data, monkey
     # Serial (one network a round), a round taken to last 850 s, the refit's 3 rounds kept:
     # an hour leaves room for one rescoring round, not the two that two candidates need, and
     # one candidate rescored alone would be compared with nothing: none is trained.
-    from autodeuq.estimators import _search_base
 
-    monkeypatch.setattr(_search_base.SearchRegressorBase, "_round_seconds",
-                        lambda self, timed, refit_rows: 850.0)
-    real, rescorings = _search_base.run_refits, []
-
-    def counting(evaluator, configs, seeds, holdout, deadline=None):
-        if not isinstance(holdout, float):
-            rescorings.extend(configs)
-        return real(evaluator, configs, seeds, holdout, deadline=deadline)
-
-    monkeypatch.setattr(_search_base, "run_refits", counting)
+    _fix_round_seconds(monkeypatch, 850.0)
+    rescorings = _count_rescorings(monkeypatch)
     X, y, _, _ = regression_data
     est = auto(time_budget=3600, max_evals=12).fit(X, y)
     assert rescorings == []
@@ -167,10 +180,8 @@ def test_rescoring_leaves_room_for_refitting_the_slowest_pick(regression_data, m
     # 1000 s each to train: their refit (3 rounds of 1.5 x rows x 1000 s) fills the hour,
     # so nothing is rescored and the refit keeps its time.
     from autodeuq.ensemble import Catalogue
-    from autodeuq.estimators import _search_base
 
-    monkeypatch.setattr(_search_base.SearchRegressorBase, "_round_seconds",
-                        lambda self, timed, refit_rows: 100.0)
+    _fix_round_seconds(monkeypatch, 100.0)
     real_add = Catalogue.add
 
     def slow(self, result):
@@ -179,14 +190,7 @@ def test_rescoring_leaves_room_for_refitting_the_slowest_pick(regression_data, m
         return entry
 
     monkeypatch.setattr(Catalogue, "add", slow)
-    real, rescorings = _search_base.run_refits, []
-
-    def counting(evaluator, configs, seeds, holdout, deadline=None):
-        if not isinstance(holdout, float):
-            rescorings.extend(configs)
-        return real(evaluator, configs, seeds, holdout, deadline=deadline)
-
-    monkeypatch.setattr(_search_base, "run_refits", counting)
+    rescorings = _count_rescorings(monkeypatch)
     X, y, _, _ = regression_data
     est = auto(time_budget=3600, max_evals=12).fit(X, y)
     assert rescorings == []

@@ -37,7 +37,7 @@ class CatalogueEntry:
         :meth:`Catalogue.state` to get them back from disk).
     seed, n_epochs, best_epoch : int
     duration : float
-        Seconds its training took (NaN when the result did not say).
+        Seconds its training took (NaN when the result has no start and end times).
     """
 
     trial_id: int
@@ -207,7 +207,7 @@ class Catalogue:
             seed=int(result.seed),
             n_epochs=int(result.n_epochs),
             best_epoch=int(result.best_epoch),
-            duration=float(getattr(result, "duration", float("nan"))),
+            duration=float(result.duration),
         )
         self._n_valid = mean.shape[0]
         self._entries[trial_id] = entry

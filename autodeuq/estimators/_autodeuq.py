@@ -318,7 +318,7 @@ random_state, verbose, early_discard, security
         objectives = np.array([(entries[k].objective + again[k].objective) / 2 for k in kept])
         return rows, y, means, variances, objectives
 
-    def _rescore_rounds(self, outcome, evaluator, entries, split, n_picked=0):
+    def _rescore_rounds(self, outcome, evaluator, entries, split, n_picked):
         """Train ``entries`` again on ``split``, a round of ``n_workers`` at a time, while the
         time budget leaves room for another round and the refit after it (before the first,
         for as many rounds as two candidates need: one rescored alone is not used).
