@@ -1,6 +1,7 @@
 """AutoDEUQRegressor: catalogue, ensemble selection and the fitted ensemble."""
 
 import pickle
+import warnings
 
 import numpy as np
 import pytest
@@ -277,6 +278,80 @@ def test_refit_trains_the_selected_configs_again_on_all_the_data(fitted, regress
     # Each member early-stopped on its own tenth of the data, so they trained on other rows.
     members = fitted.pipeline_[-1].estimators_
     assert len({m.validation_nll_ for m in members}) == len(members)
+
+
+def _unlucky_refits(monkeypatch, how, every_time=False):
+    """Make the first refit of the first round (or of every round) diverge or land far
+    worse than its searched network; the refit rounds' seeds are returned as they come."""
+    from autodeuq.estimators import _search_base
+
+    real = _search_base.run_refits
+    rounds = []
+
+    def unlucky(evaluator, configs, seeds, holdout, deadline=None):
+        results = real(evaluator, configs, seeds, holdout, deadline=deadline)
+        if isinstance(holdout, float):  # the refit, not a rescoring
+            rounds.append(list(seeds))
+            if every_time or len(rounds) == 1:
+                if how == "diverged":
+                    results[0].status, results[0].state = "diverged", None
+                    results[0].error = "TrainingDivergedError: injected"
+                else:
+                    results[0].objective += 2 * _search_base.REFIT_TOLERANCE
+        return results
+
+    monkeypatch.setattr(_search_base, "run_refits", unlucky)
+    return rounds
+
+
+def _kept_warnings(caught):
+    return [str(w.message) for w in caught if "searched networks are kept" in str(w.message)]
+
+
+@pytest.mark.parametrize("how", ["diverged", "far worse"])
+def test_an_unlucky_refit_trains_again_from_another_seed(regression_data, monkeypatch, how):
+    X, y, _, _ = regression_data
+    rounds = _unlucky_refits(monkeypatch, how)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        est = auto().fit(X, y)
+    assert _kept_warnings(caught) == []
+    assert [len(seeds) for seeds in rounds] == [3, 1]
+    assert rounds[1][0] not in rounds[0]  # a fresh seed
+    # Every member is a refit: its own held-out NLL, not its searched network's.
+    for network, member in zip(est.pipeline_[-1].estimators_, est.members_, strict=True):
+        assert network.validation_nll_ != pytest.approx(member["valid_nll"])
+
+
+@pytest.mark.parametrize("how", ["diverged", "far worse"])
+def test_a_refit_unlucky_twice_keeps_the_searched_network(regression_data, monkeypatch, how):
+    X, y, _, _ = regression_data
+    rounds = _unlucky_refits(monkeypatch, how, every_time=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        est = auto().fit(X, y)
+    [message] = _kept_warnings(caught)
+    assert "refitting 1 of 3 network(s)" in message
+    assert f"(2 seeds; {'diverged' if how == 'diverged' else 'failed'}: " in message
+    assert len(rounds) == 2
+    first = est.pipeline_[-1].estimators_[0]
+    assert first.validation_nll_ == pytest.approx(est.members_[0]["valid_nll"])
+
+
+def test_no_second_seed_when_the_time_budget_has_no_room_for_it(regression_data, monkeypatch):
+    from autodeuq.estimators._search_base import SearchRegressorBase
+
+    X, y, _, _ = regression_data
+    rounds = _unlucky_refits(monkeypatch, "diverged")
+    # Time enough to start the refit, none left for a round as long as it took.
+    monkeypatch.setattr(SearchRegressorBase, "_out_of_time",
+                        staticmethod(lambda outcome, keep=0.0: keep > 0))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        auto().fit(X, y)
+    [message] = _kept_warnings(caught)
+    assert "(diverged: TrainingDivergedError: injected)" in message
+    assert len(rounds) == 1
 
 
 def test_recalibration_scales_the_aleatoric_part_only(fitted, regression_data):

@@ -2,6 +2,7 @@
 
 import contextlib
 import heapq
+import logging
 import math
 import numbers
 import os
@@ -42,6 +43,8 @@ from ._base import (
 from ._gaussian_mlp import GaussianMLPRegressor
 
 __all__ = ["SearchFailedError", "SearchOutcome", "SearchRegressorBase"]
+
+logger = logging.getLogger(__name__)
 
 BACKENDS = ("dask", "serial")
 
@@ -470,9 +473,11 @@ class SearchRegressorBase(UncertaintyRegressorMixin, RegressorMixin, BaseEstimat
 
         They train in parallel on the search's workers, each early-stopping on its own
         random tenth of the data (like the members of :class:`DeepEnsembleRegressor`), so the
-        part held out to rank candidates is not lost to the final model. A refit that fails
-        (a new seed can diverge, or land far worse: ``REFIT_TOLERANCE``) keeps the searched
-        network instead, with a warning.
+        part held out to rank candidates is not lost to the final model. A new seed can
+        diverge, or land far worse than the searched network (``REFIT_TOLERANCE``): such a
+        refit trains once more from another seed when the time budget leaves room for the
+        round it took; one that fails again (or fails otherwise, or never starts) keeps the
+        searched network instead, with a warning.
 
         Returns
         -------
@@ -487,22 +492,30 @@ class SearchRegressorBase(UncertaintyRegressorMixin, RegressorMixin, BaseEstimat
             return [None] * len(trials)
         start = time.monotonic()
         refits = self._retrain(outcome, evaluator, trials, REFIT_HOLDOUT)
+        unlucky = [i for i, (trial, refit) in enumerate(zip(trials, refits, strict=True))
+                   if _unlucky_refit(trial, refit)]
+        took = max((r.duration for r in refits if np.isfinite(r.duration)), default=0.0)
+        if unlucky and not self._out_of_time(outcome, keep=took):
+            logger.info("refitting %d network(s) again from other seeds: %s", len(unlucky),
+                        "; ".join(f"trial {trials[i].trial_id} ({refits[i].status})"
+                                  for i in unlucky))
+            again = self._retrain(outcome, evaluator, [trials[i] for i in unlucky],
+                                  REFIT_HOLDOUT)
+            for i, refit in zip(unlucky, again, strict=True):
+                refit.attempts = refits[i].attempts + 1
+                refits[i] = refit
+                _unlucky_refit(trials[i], refit)
         self.refit_time_ = time.monotonic() - start
         members, failed = [], []
         for trial, refit in zip(trials, refits, strict=True):
-            if refit.ok and refit.objective > trial.objective + REFIT_TOLERANCE:
-                # A new seed can also land in a poor optimum without diverging (a network
-                # stuck near the mean): far worse on its held-out tenth than the searched
-                # network was on the validation part, it would spoil the mixture.
-                refit.status, refit.error = "failed", (
-                    f"held-out NLL {refit.objective:.3f} against the searched network's "
-                    f"{trial.objective:.3f} (standardized units)")
             if refit.ok:  # described by the searched configuration
                 refit.config = trial.config
                 members.append(self._member(outcome, refit, refit.state))
             else:
                 reason = (refit.error or "").strip().splitlines()[-1:]
-                failed.append(f"trial {trial.trial_id} ({refit.status}: {''.join(reason)})")
+                seeds = f"{refit.attempts} seeds; " if refit.attempts > 1 else ""
+                failed.append(f"trial {trial.trial_id} ({seeds}{refit.status}: "
+                              f"{''.join(reason)})")
                 members.append(None)
         if failed:
             warnings.warn(f"refitting {len(failed)} of {len(trials)} network(s) on all the data "
@@ -545,6 +558,19 @@ class SearchRegressorBase(UncertaintyRegressorMixin, RegressorMixin, BaseEstimat
         tags.input_tags.allow_nan = False
         tags.non_deterministic = self.backend != "serial"
         return tags
+
+
+def _unlucky_refit(trial, refit):
+    """Whether a refit failed in a way another seed may not: it diverged, or it landed far
+    worse than the searched network (then marked failed, so that it is not used). A network
+    stuck near the mean is not diverged, but far worse on its held-out tenth than the
+    searched network was on the validation part, it would spoil the mixture."""
+    if refit.ok and refit.objective > trial.objective + REFIT_TOLERANCE:
+        refit.status, refit.error = "failed", (
+            f"held-out NLL {refit.objective:.3f} against the searched network's "
+            f"{trial.objective:.3f} (standardized units)")
+        return True
+    return refit.status == "diverged"
 
 
 def recalibration_factor(mode, y, predictions):
