@@ -102,12 +102,18 @@ def test_rescoring_keeps_the_best_and_the_first_selection(regression_data, monke
     assert table["rescore_nll"].notna().sum() == len(picked | best_two)
 
 
-def _fix_round_seconds(monkeypatch, seconds):
-    """A round of training after the search is taken to last ``seconds``."""
-    from autodeuq.estimators import _search_base
+def _time_candidates(monkeypatch, seconds):
+    """Every candidate in the catalogue is taken to have trained for ``seconds``."""
+    from autodeuq.ensemble import Catalogue
 
-    monkeypatch.setattr(_search_base.SearchRegressorBase, "_round_seconds",
-                        lambda self, timed, refit_rows: seconds)
+    real_add = Catalogue.add
+
+    def timed(self, result):
+        entry = real_add(self, result)
+        entry.duration = seconds
+        return entry
+
+    monkeypatch.setattr(Catalogue, "add", timed)
 
 
 def _count_rescorings(monkeypatch):
@@ -125,19 +131,19 @@ def _count_rescorings(monkeypatch):
     return rescorings
 
 
-@pytest.mark.parametrize(("took", "n_rescored"), [(0, 10), (400, 2), (1200, 1)])
+@pytest.mark.parametrize(("took", "n_rescored"), [(0, 10), (400, 3), (1200, 0)])
 def test_rescoring_takes_only_the_time_the_refit_leaves(regression_data, monkeypatch,
                                                         took, n_rescored):
     import time
 
     from autodeuq.estimators import _autodeuq, _search_base
 
-    # A clock that each rescoring round moves on by `took` seconds (serial: one network a
-    # round); a round of training after the search is first taken to last 100 s.
+    # Every candidate trained for 100 s in the search; each rescoring (serial: one a round)
+    # takes `took` seconds on a clock that moves on by as much.
     clock = {"offset": 0.0}
     monkeypatch.setattr(_autodeuq, "time", type("Clock", (), {
         "time": staticmethod(lambda: time.time() + clock["offset"])}))
-    _fix_round_seconds(monkeypatch, 100.0)
+    _time_candidates(monkeypatch, 100.0)
     real = _search_base.run_refits
 
     def slow_rescores(evaluator, configs, seeds, holdout, deadline=None):
@@ -151,23 +157,24 @@ def test_rescoring_takes_only_the_time_the_refit_leaves(regression_data, monkeyp
     monkeypatch.setattr(_search_base, "run_refits", slow_rescores)
     X, y, _, _ = regression_data
     est = auto(time_budget=3600, max_evals=12).fit(X, y)
-    # The refit of 3 networks keeps 3 rounds. took=400: a refit round is then re-estimated
-    # as 1.5 x 1.25 x 400 = 750 s, so after 800 s of rescoring 2250 s must stay free: no
-    # third round. took=1200: one round, too few to compare, so nothing is rescored.
-    if n_rescored < 2:
-        assert est.rescored_ == []
-    else:
-        assert len(est.rescored_) == n_rescored
+    # The refit of the first selection's 3 networks, one after another, is taken to last
+    # 3 x 1.5 x 1.25 x 100 s (refit_round), scaled by the rescorings' time over the search's
+    # once they ran. took=400: 4 times as long, so 2250 s stay free for the refit; the
+    # rounds end at 400, 800 and 1200 s, and a fourth would pass 3600 - 2250 s. took=1200:
+    # the refit alone is then taken to need 6750 s; one candidate rescored alone is
+    # compared with nothing, so none is used.
+    assert len(est.rescored_) == n_rescored
+    if n_rescored:
         best = est.search_results_.nsmallest(1, "valid_nll")["job_id"].item()
         assert est.rescored_[0]["trial_id"] == best  # greedy's first pick: the best alone
 
 
 def test_one_worker_rescores_nothing_when_one_round_fits(regression_data, monkeypatch):
-    # Serial (one network a round), a round taken to last 850 s, the refit's 3 rounds kept:
-    # an hour leaves room for one rescoring round, not the two that two candidates need, and
-    # one candidate rescored alone would be compared with nothing: none is trained.
-
-    _fix_round_seconds(monkeypatch, 850.0)
+    # Serial (one network a round), every candidate trained for 500 s: the refit of 3
+    # networks is taken to need 3 x 1.5 x 1.25 x 500 = 2812.5 s, so an hour leaves room for
+    # one rescoring round, not the two that two candidates need, and one candidate rescored
+    # alone would be compared with nothing: none is trained.
+    _time_candidates(monkeypatch, 500.0)
     rescorings = _count_rescorings(monkeypatch)
     X, y, _, _ = regression_data
     est = auto(time_budget=3600, max_evals=12).fit(X, y)
@@ -176,26 +183,62 @@ def test_one_worker_rescores_nothing_when_one_round_fits(regression_data, monkey
     assert len(est.members_) == 3  # the refit still ran
 
 
-def test_rescoring_leaves_room_for_refitting_the_slowest_pick(regression_data, monkeypatch):
-    # The search's median says a round lasts 100 s, but the first selection's picks took
-    # 1000 s each to train: their refit (3 rounds of 1.5 x rows x 1000 s) fills the hour,
-    # so nothing is rescored and the refit keeps its time.
-    from autodeuq.ensemble import Catalogue
+def test_rescoring_leaves_room_for_refitting_the_first_selection(regression_data,
+                                                                 monkeypatch):
+    # The first selection's picks took 1000 s each to train: their refit (3 networks of
+    # 1.5 x rows x 1000 s) fills the hour, so nothing is rescored and the refit keeps its
+    # time, although the search's estimate of a round (its best candidates' median) is 1 s.
+    from autodeuq.estimators import _search_base
 
-    _fix_round_seconds(monkeypatch, 100.0)
-    real_add = Catalogue.add
-
-    def slow(self, result):
-        entry = real_add(self, result)
-        entry.duration = 1000.0
-        return entry
-
-    monkeypatch.setattr(Catalogue, "add", slow)
+    monkeypatch.setattr(_search_base.SearchRegressorBase, "_round_seconds",
+                        lambda self, timed, refit_rows: 1.0)
+    _time_candidates(monkeypatch, 1000.0)
     rescorings = _count_rescorings(monkeypatch)
     X, y, _, _ = regression_data
     est = auto(time_budget=3600, max_evals=12).fit(X, y)
     assert rescorings == []
     assert est.rescored_ == []
+
+
+def test_the_refit_starts_its_longest_networks_first(regression_data, monkeypatch):
+    from autodeuq.ensemble import Catalogue
+    from autodeuq.estimators import _search_base
+    from autodeuq.evaluation._train import network_config
+
+    real_add = Catalogue.add
+
+    def timed(self, result):  # a later trial took longer
+        entry = real_add(self, result)
+        entry.duration = float(entry.trial_id)
+        return entry
+
+    monkeypatch.setattr(Catalogue, "add", timed)
+    real, submitted = _search_base.run_refits, []
+
+    def recording(evaluator, configs, seeds, holdout, deadline=None):
+        if isinstance(holdout, float):
+            submitted.append(configs)
+        return real(evaluator, configs, seeds, holdout, deadline=deadline)
+
+    monkeypatch.setattr(_search_base, "run_refits", recording)
+    X, y, _, _ = regression_data
+    est = auto(ensemble_size=4).fit(X, y)
+    ids = [m["trial_id"] for m in est.members_]
+    configs = {m["trial_id"]: m["config"] for m in est.members_}
+    [order] = submitted
+    assert [network_config(c) for c in order] == [configs[i] for i in sorted(ids, reverse=True)]
+    assert len(set(ids)) > 1  # the order was tested on more than one configuration
+
+
+def test_makespan_is_the_longest_first_schedule():
+    from autodeuq.estimators._search_base import makespan
+
+    assert makespan([], 2) == 0
+    assert makespan([3.0, 3.0, 2.0, 2.0, 2.0], 2) == 7  # 3+2+2 | 3+2
+    assert makespan([5.0, 1.0, 1.0], 1) == 7
+    assert makespan([5.0, 1.0, 1.0], 2) == 5
+    assert makespan([4.0], 8) == 4
+    assert makespan([2.0, 2.0], 0) == 4  # no worker counts as one
 
 
 def test_failed_rescoring_selects_on_the_search_alone(regression_data, monkeypatch):
@@ -334,8 +377,12 @@ def test_a_refit_unlucky_twice_keeps_the_searched_network(regression_data, monke
     assert "refitting 1 of 3 network(s)" in message
     assert f"(2 seeds; {'diverged' if how == 'diverged' else 'failed'}: " in message
     assert len(rounds) == 2
-    first = est.pipeline_[-1].estimators_[0]
-    assert first.validation_nll_ == pytest.approx(est.members_[0]["valid_nll"])
+    # One network is its searched one: its validation NLL is the search's.
+    searched = [member for network, member in zip(est.pipeline_[-1].estimators_, est.members_,
+                                                  strict=True)
+                if network.validation_nll_ == pytest.approx(member["valid_nll"])]
+    assert len(searched) == 1
+    assert f"trial {searched[0]['trial_id']} (2 seeds" in message
 
 
 def test_no_second_seed_when_the_time_budget_has_no_room_for_it(regression_data, monkeypatch):

@@ -19,6 +19,7 @@ from ._search_base import (
     STOP_FRACTION,
     SearchFailedError,
     SearchRegressorBase,
+    makespan,
     recalibration_factor,
     recalibration_mode,
     refit_round,
@@ -192,7 +193,8 @@ random_state, verbose, early_discard, security
             means, variances = catalogue.valid_means(), catalogue.valid_vars()
             objectives = catalogue.objectives
             indices, weights = selector.select(y_valid, means, variances, objectives)
-            pool = self._rescore(outcome, evaluator, catalogue, indices, means, variances)
+            pool = self._rescore(outcome, evaluator, catalogue, indices, weights, means,
+                                 variances)
             if pool is not None:  # select again, among the rescored, on both parts
                 pool, y_valid, means, variances, objectives = pool
                 chosen, weights = selector.select(y_valid, means, variances, objectives)
@@ -211,10 +213,7 @@ random_state, verbose, early_discard, security
             # and again) is refitted as several networks from independent seeds and holdouts,
             # sharing its weight: ensemble_size networks in all, a real ensemble even when one
             # configuration dominates the validation NLL.
-            copies = _allocate(weights, max(self.ensemble_size, len(selected)))
-            entries = [e for e, c in zip(selected, copies, strict=True) for _ in range(c)]
-            weights = np.concatenate([np.full(c, w / c) for w, c in zip(weights, copies,
-                                                                         strict=True)])
+            entries, weights = self._networks(selected, weights)
             members = self._refit_members(outcome, evaluator, entries)
             members = [member if member is not None else
                        self._member(outcome, entry, _weights(catalogue, entry, outcome.data))
@@ -262,15 +261,24 @@ random_state, verbose, early_discard, security
                 UserWarning, stacklevel=2)
         return self
 
-    def _rescore(self, outcome, evaluator, catalogue, indices, means, variances):
+    def _networks(self, selected, weights):
+        """The refit's networks: each selected entry as many times as ``_allocate`` gives it
+        (``ensemble_size`` in all), with the weights shared among its copies."""
+        copies = _allocate(weights, max(self.ensemble_size, len(selected)))
+        entries = [e for e, c in zip(selected, copies, strict=True) for _ in range(c)]
+        weights = np.concatenate([np.full(c, w / c) for w, c in zip(weights, copies,
+                                                                     strict=True)])
+        return entries, weights
+
+    def _rescore(self, outcome, evaluator, catalogue, indices, weights, means, variances):
         """Score the best candidates a second time, on a second split of all the data.
 
         The ``rescore_top`` candidates with the best validation NLL and those the first
-        selection picked (``indices`` into the catalogue, whose validation ``means`` and
-        ``variances`` are given) train again from fresh seeds, all on one
-        :class:`Resplit` of the data (the search's validation fraction), so their second
-        validation predictions are on common points. Candidates whose second training failed
-        leave the pool.
+        selection picked (``indices`` into the catalogue, with their ``weights``; the
+        catalogue's validation ``means`` and ``variances`` are given) train again from
+        fresh seeds, all on one :class:`Resplit` of the data (the search's validation
+        fraction), so their second validation predictions are on common points. Candidates
+        whose second training failed leave the pool.
 
         Returns
         -------
@@ -290,8 +298,8 @@ random_state, verbose, early_discard, security
         split = Resplit(self.validation_fraction, STOP_FRACTION,
                         int(outcome.refit_seeds.spawn(1)[0].generate_state(1)[0]))
         entries = [catalogue.get(catalogue.trial_ids[i]) for i in pool]
-        again = self._rescore_rounds(outcome, evaluator, entries, split,
-                                     n_picked=len(set(int(i) for i in indices)))
+        refit = self._networks(entries[:len(indices)], weights)[0] if self.refit else []
+        again = self._rescore_rounds(outcome, evaluator, entries, split, refit)
         pool, entries = pool[:len(again)], entries[:len(again)]
         if len(again) < 2:
             return None
@@ -318,40 +326,47 @@ random_state, verbose, early_discard, security
         objectives = np.array([(entries[k].objective + again[k].objective) / 2 for k in kept])
         return rows, y, means, variances, objectives
 
-    def _rescore_rounds(self, outcome, evaluator, entries, split, n_picked):
+    def _rescore_rounds(self, outcome, evaluator, entries, split, refit):
         """Train ``entries`` again on ``split``, a round of ``n_workers`` at a time, while the
-        time budget leaves room for another round and the refit after it (before the first,
-        for as many rounds as two candidates need: one rescored alone is not used).
+        time budget leaves room for the round and, after it, for the refit of ``refit`` (the
+        first selection's networks: what the refit trains if that selection stands). Before
+        the first round, room for as many rounds as two candidates need: one rescored alone
+        is compared with nothing.
 
-        The refit's share is re-estimated after each round from what the round took: the
-        rescored configurations are the ones the refit will train (on all the data less its
-        holdout, more rows than a rescoring's), so their durations say more than the
-        search's median (on kin8nm a refit round took about 65 s where the search's best
-        trials predicted about 40). Before the first round it is taken as at least a refit of
-        the slowest of the first selection's picks (the first ``n_picked`` entries, most
-        likely refitted), not only the search's median.
-        Returns the results, in order, for a prefix of ``entries``.
+        A rescoring is expected to last as long as the candidate's search trial (a split as
+        large as the search's), the refit of a configuration :func:`refit_round` of it, the
+        refit's networks running ``n_workers`` at a time, longest first (:func:`makespan`);
+        every estimate is scaled by how much longer than searched the rescorings took so
+        far (at least 1: on kin8nm a refit round once took 65 s where the search predicted
+        40). Returns the results, in order, for a prefix of ``entries``.
         """
         slots = max(1, evaluator.n_workers)
-        refit_rounds = math.ceil(self.ensemble_size / slots) if self.refit else 0
-        picked = [e.duration for e in entries[:n_picked] if np.isfinite(e.duration)]
-        round_seconds = max(outcome.round_seconds,
-                            refit_round(max(picked, default=0.0), outcome.refit_rows))
+        timed = [e.duration for e in [*entries, *refit] if np.isfinite(e.duration)]
+        # An entry not timed (a result without its clock) counts as the typical one.
+        typical = float(np.median(timed)) if timed else outcome.round_seconds
+
+        def seconds(entry):
+            return entry.duration if np.isfinite(entry.duration) else typical
+
+        slower = 1.0  # the rescorings' time over their search trials', the most seen
         results = []
         for start in range(0, len(entries), slots):
+            chunk = entries[start:start + slots]
             deadline = None
             if outcome.deadline is not None:
-                deadline = outcome.deadline - refit_rounds * round_seconds
-                # Room for a round, and before the first, for the rounds that two need: a
-                # candidate rescored alone is compared with nothing (one worker).
-                rounds = 1 if results else math.ceil(2 / slots)
-                if deadline - time.time() < rounds * round_seconds:
+                deadline = outcome.deadline - makespan(
+                    [refit_round(slower * seconds(e), outcome.refit_rows) for e in refit],
+                    slots)
+                rounds = [chunk] if results else [entries[i:i + slots] for i in
+                                                  range(0, min(2, len(entries)), slots)]
+                need = slower * sum(max(seconds(e) for e in r) for r in rounds)
+                if deadline - time.time() < need:
                     break  # no room: the rest keep their search score only
-            chunk = self._retrain(outcome, evaluator, entries[start:start + slots], split,
-                                  deadline=deadline)
-            results.extend(chunk)
-            took = max((r.duration for r in chunk if np.isfinite(r.duration)), default=0.0)
-            round_seconds = max(round_seconds, refit_round(took, outcome.refit_rows))
+            chunk_results = self._retrain(outcome, evaluator, chunk, split, deadline=deadline)
+            results.extend(chunk_results)
+            for entry, result in zip(chunk, chunk_results, strict=True):
+                if result.ok and np.isfinite(result.duration) and seconds(entry) > 0:
+                    slower = max(slower, result.duration / seconds(entry))
         return results
 
 
