@@ -95,6 +95,8 @@ def run_split(name, dataset, split, data_dir, max_epochs=None, budget=300.0, run
         row["trials"] = len(est.search_results_)
         row["search_seconds"] = est.search_time_
         row["refit_seconds"] = est.refit_time_
+    if hasattr(est, "rescored_"):  # candidates trained a second time to be scored
+        row["rescored"] = len(est.rescored_)
     return row
 
 
@@ -180,6 +182,8 @@ def main(argv=None):
                         args.time_budget, run)
         rows.append(row)
         trials = f" {row['trials']} trials" if "trials" in row else ""
+        if "rescored" in row:
+            trials += f" ({row['rescored']} rescored)"
         print(f"{dataset:<12} {name:<14} split {split} seed {row['seed']}: "
               f"NLL {row['nll']:.3f} RMSE {row['rmse']:.3f} cov {row['coverage']:.2f} "
               f"{row['seconds']:.1f}s{trials}", file=sys.stderr, flush=True)
