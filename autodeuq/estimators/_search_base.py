@@ -582,10 +582,11 @@ def _seconds(trial):
 
 
 def _unlucky_refit(trial, refit):
-    """Whether a refit failed in a way another seed may not: it diverged, or it landed far
-    worse than the searched network (then marked failed, so that it is not used). A network
-    stuck near the mean is not diverged, but far worse on its held-out tenth than the
-    searched network was on the validation part, it would spoil the mixture."""
+    """Whether a refit failed in a way another seed may well avoid: it diverged, or it
+    landed far worse than the searched network (then marked failed, so that it is not
+    used). A network stuck near the mean has not diverged, but far worse on its held-out
+    tenth than the searched network was on the validation part, it would spoil the
+    mixture."""
     if refit.ok and refit.objective > trial.objective + REFIT_TOLERANCE:
         refit.status, refit.error = "failed", (
             f"held-out NLL {refit.objective:.3f} against the searched network's "
