@@ -103,32 +103,43 @@ def test_rescoring_keeps_the_best_and_the_first_selection(regression_data, monke
 
 
 def _time_candidates(monkeypatch, seconds):
-    """Every candidate in the catalogue is taken to have trained for ``seconds``."""
+    """Every candidate in the catalogue is taken to have trained for ``seconds`` (a number,
+    or a function of its catalogue entry)."""
     from autodeuq.ensemble import Catalogue
 
     real_add = Catalogue.add
 
     def timed(self, result):
         entry = real_add(self, result)
-        entry.duration = seconds
+        entry.duration = seconds(entry) if callable(seconds) else seconds
         return entry
 
     monkeypatch.setattr(Catalogue, "add", timed)
 
 
-def _count_rescorings(monkeypatch):
-    """The configurations trained for rescoring (not refits), in a list filled as they are."""
+def _record_trainings(monkeypatch, refits):
+    """The configurations of each call that trains refits (``refits=True``) or rescorings,
+    in a list filled as they come."""
     from autodeuq.estimators import _search_base
 
-    real, rescorings = _search_base.run_refits, []
+    real, calls = _search_base.run_refits, []
 
-    def counting(evaluator, configs, seeds, holdout, deadline=None):
-        if not isinstance(holdout, float):
-            rescorings.extend(configs)
+    def recording(evaluator, configs, seeds, holdout, deadline=None):
+        if isinstance(holdout, float) == refits:
+            calls.append(configs)
         return real(evaluator, configs, seeds, holdout, deadline=deadline)
 
-    monkeypatch.setattr(_search_base, "run_refits", counting)
-    return rescorings
+    monkeypatch.setattr(_search_base, "run_refits", recording)
+    return calls
+
+
+def _fit_an_hour(monkeypatch, regression_data, seconds):
+    """A fit with an hour's budget whose candidates all took ``seconds`` to train; the fitted
+    estimator and its rescoring calls."""
+    _time_candidates(monkeypatch, seconds)
+    rescorings = _record_trainings(monkeypatch, refits=False)
+    X, y, _, _ = regression_data
+    return auto(time_budget=3600, max_evals=12).fit(X, y), rescorings
 
 
 @pytest.mark.parametrize(("took", "n_rescored"), [(0, 10), (400, 3), (1200, 0)])
@@ -174,10 +185,7 @@ def test_one_worker_rescores_nothing_when_one_round_fits(regression_data, monkey
     # networks is taken to need 3 x 1.5 x 1.25 x 500 = 2812.5 s, so an hour leaves room for
     # one rescoring round, not the two that two candidates need, and one candidate rescored
     # alone would be compared with nothing: none is trained.
-    _time_candidates(monkeypatch, 500.0)
-    rescorings = _count_rescorings(monkeypatch)
-    X, y, _, _ = regression_data
-    est = auto(time_budget=3600, max_evals=12).fit(X, y)
+    est, rescorings = _fit_an_hour(monkeypatch, regression_data, 500.0)
     assert rescorings == []
     assert est.rescored_ == []
     assert len(est.members_) == 3  # the refit still ran
@@ -192,35 +200,16 @@ def test_rescoring_leaves_room_for_refitting_the_first_selection(regression_data
 
     monkeypatch.setattr(_search_base.SearchRegressorBase, "_round_seconds",
                         lambda self, timed, refit_rows: 1.0)
-    _time_candidates(monkeypatch, 1000.0)
-    rescorings = _count_rescorings(monkeypatch)
-    X, y, _, _ = regression_data
-    est = auto(time_budget=3600, max_evals=12).fit(X, y)
+    est, rescorings = _fit_an_hour(monkeypatch, regression_data, 1000.0)
     assert rescorings == []
     assert est.rescored_ == []
 
 
 def test_the_refit_starts_its_longest_networks_first(regression_data, monkeypatch):
-    from autodeuq.ensemble import Catalogue
-    from autodeuq.estimators import _search_base
     from autodeuq.evaluation._train import network_config
 
-    real_add = Catalogue.add
-
-    def timed(self, result):  # a later trial took longer
-        entry = real_add(self, result)
-        entry.duration = float(entry.trial_id)
-        return entry
-
-    monkeypatch.setattr(Catalogue, "add", timed)
-    real, submitted = _search_base.run_refits, []
-
-    def recording(evaluator, configs, seeds, holdout, deadline=None):
-        if isinstance(holdout, float):
-            submitted.append(configs)
-        return real(evaluator, configs, seeds, holdout, deadline=deadline)
-
-    monkeypatch.setattr(_search_base, "run_refits", recording)
+    _time_candidates(monkeypatch, lambda entry: float(entry.trial_id))  # later, longer
+    submitted = _record_trainings(monkeypatch, refits=True)
     X, y, _, _ = regression_data
     est = auto(ensemble_size=4).fit(X, y)
     ids = [m["trial_id"] for m in est.members_]
@@ -347,18 +336,21 @@ def _unlucky_refits(monkeypatch, how, every_time=False):
     return rounds
 
 
-def _kept_warnings(caught):
-    return [str(w.message) for w in caught if "searched networks are kept" in str(w.message)]
+def _fit_warning(regression_data):
+    """A default fit, and the messages of its warnings that searched networks were kept."""
+    X, y, _, _ = regression_data
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        est = auto().fit(X, y)
+    return est, [str(w.message) for w in caught
+                 if "searched networks are kept" in str(w.message)]
 
 
 @pytest.mark.parametrize("how", ["diverged", "far worse"])
 def test_an_unlucky_refit_trains_again_from_another_seed(regression_data, monkeypatch, how):
-    X, y, _, _ = regression_data
     rounds = _unlucky_refits(monkeypatch, how)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        est = auto().fit(X, y)
-    assert _kept_warnings(caught) == []
+    est, kept = _fit_warning(regression_data)
+    assert kept == []
     assert [len(seeds) for seeds in rounds] == [3, 1]
     assert rounds[1][0] not in rounds[0]  # a fresh seed
     # Every member is a refit: its own held-out NLL, not its searched network's.
@@ -368,12 +360,8 @@ def test_an_unlucky_refit_trains_again_from_another_seed(regression_data, monkey
 
 @pytest.mark.parametrize("how", ["diverged", "far worse"])
 def test_a_refit_unlucky_twice_keeps_the_searched_network(regression_data, monkeypatch, how):
-    X, y, _, _ = regression_data
     rounds = _unlucky_refits(monkeypatch, how, every_time=True)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        est = auto().fit(X, y)
-    [message] = _kept_warnings(caught)
+    est, [message] = _fit_warning(regression_data)
     assert "refitting 1 of 3 network(s)" in message
     assert f"(2 seeds; {'diverged' if how == 'diverged' else 'failed'}: " in message
     assert len(rounds) == 2
@@ -388,15 +376,11 @@ def test_a_refit_unlucky_twice_keeps_the_searched_network(regression_data, monke
 def test_no_second_seed_when_the_time_budget_has_no_room_for_it(regression_data, monkeypatch):
     from autodeuq.estimators._search_base import SearchRegressorBase
 
-    X, y, _, _ = regression_data
     rounds = _unlucky_refits(monkeypatch, "diverged")
     # Time enough to start the refit, none left for a round as long as it took.
     monkeypatch.setattr(SearchRegressorBase, "_out_of_time",
                         staticmethod(lambda outcome, keep=0.0: keep > 0))
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        auto().fit(X, y)
-    [message] = _kept_warnings(caught)
+    _, [message] = _fit_warning(regression_data)
     assert "(diverged: TrainingDivergedError: injected)" in message
     assert len(rounds) == 1
 

@@ -23,6 +23,7 @@ from ._search_base import (
     recalibration_factor,
     recalibration_mode,
     refit_round,
+    trial_seconds,
 )
 
 __all__ = ["AutoDEUQRegressor"]
@@ -298,6 +299,7 @@ random_state, verbose, early_discard, security
         split = Resplit(self.validation_fraction, STOP_FRACTION,
                         int(outcome.refit_seeds.spawn(1)[0].generate_state(1)[0]))
         entries = [catalogue.get(catalogue.trial_ids[i]) for i in pool]
+        # The pool starts with the first selection's picks, in the order of their weights.
         refit = self._networks(entries[:len(indices)], weights)[0] if self.refit else []
         again = self._rescore_rounds(outcome, evaluator, entries, split, refit)
         pool, entries = pool[:len(again)], entries[:len(again)]
@@ -346,7 +348,7 @@ random_state, verbose, early_discard, security
         typical = float(np.median(timed)) if timed else outcome.round_seconds
 
         def seconds(entry):
-            return entry.duration if np.isfinite(entry.duration) else typical
+            return trial_seconds(entry, untimed=typical)
 
         slower = 1.0  # the rescorings' time over their search trials', the most seen
         results = []

@@ -502,7 +502,7 @@ class SearchRegressorBase(UncertaintyRegressorMixin, RegressorMixin, BaseEstimat
             return [None] * len(trials)
         start = time.monotonic()
         # Longest first, so that the last to start are the short ones (see makespan).
-        order = sorted(range(len(trials)), key=lambda i: -_seconds(trials[i]))
+        order = sorted(range(len(trials)), key=lambda i: -trial_seconds(trials[i]))
         refits = [None] * len(trials)
         for i, refit in zip(order, self._retrain(outcome, evaluator,
                                                  [trials[i] for i in order], REFIT_HOLDOUT),
@@ -576,9 +576,9 @@ class SearchRegressorBase(UncertaintyRegressorMixin, RegressorMixin, BaseEstimat
         return tags
 
 
-def _seconds(trial):
-    """A trial's (or catalogue entry's) training time; 0 when it was not timed."""
-    return trial.duration if np.isfinite(trial.duration) else 0.0
+def trial_seconds(trial, untimed=0.0):
+    """A trial's (or catalogue entry's) training time; ``untimed`` when it was not timed."""
+    return trial.duration if np.isfinite(trial.duration) else untimed
 
 
 def _unlucky_refit(trial, refit):
