@@ -219,6 +219,20 @@ def test_the_refit_starts_its_longest_networks_first(regression_data, monkeypatc
     assert len(set(ids)) > 1  # the order was tested on more than one configuration
 
 
+def test_the_refits_seeds_do_not_depend_on_how_long_candidates_took(regression_data,
+                                                                     monkeypatch):
+    # Serial, one random_state: the same refitted networks whichever order the refit
+    # submits them in (the later trials longest, then the earlier ones).
+    X, y, X_test, _ = regression_data
+    fits = []
+    for sign in (1.0, -1.0):
+        with monkeypatch.context() as patched:
+            _time_candidates(patched, lambda entry, sign=sign: 100.0 + sign * entry.trial_id)
+            fits.append(auto(rescore_top=0).fit(X, y))
+    assert len({m["trial_id"] for m in fits[0].members_}) > 1
+    np.testing.assert_array_equal(fits[0].predict(X_test), fits[1].predict(X_test))
+
+
 def test_makespan_is_the_longest_first_schedule():
     from autodeuq.estimators._search_base import makespan
 

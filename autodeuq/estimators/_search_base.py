@@ -470,13 +470,24 @@ class SearchRegressorBase(UncertaintyRegressorMixin, RegressorMixin, BaseEstimat
             validation_nll=trial.objective + math.log(outcome.y_scale))
 
     @staticmethod
-    def _retrain(outcome, evaluator, trials, holdout, deadline=None):
+    def _retrain(outcome, evaluator, trials, holdout, deadline=None, longest_first=False):
         """Train each trial's configuration again on all the data split anew (``holdout`` of
         it to early-stop on), from fresh seeds, ending at ``deadline`` (default: the time
-        budget's) at the latest; the results, in order."""
+        budget's) at the latest; the results, in order. ``longest_first`` submits the
+        trainings in the order of the trials' search times, longest first (see
+        :func:`makespan`); the seeds go by position in ``trials`` all the same, so that a fit
+        is reproduced however long its candidates took."""
         seeds = [int(s.generate_state(1)[0]) for s in outcome.refit_seeds.spawn(len(trials))]
-        return run_refits(evaluator, [t.config for t in trials], seeds, holdout,
-                          deadline=outcome.deadline if deadline is None else deadline)
+        order = list(range(len(trials)))
+        if longest_first:
+            order.sort(key=lambda i: -trial_seconds(trials[i]))
+        results = [None] * len(trials)
+        for i, result in zip(order, run_refits(
+                evaluator, [trials[i].config for i in order], [seeds[i] for i in order],
+                holdout, deadline=outcome.deadline if deadline is None else deadline),
+                strict=True):
+            results[i] = result
+        return results
 
     def _refit_members(self, outcome, evaluator, trials):
         """Each trial's configuration trained again on all the data, as fitted members.
@@ -501,13 +512,7 @@ class SearchRegressorBase(UncertaintyRegressorMixin, RegressorMixin, BaseEstimat
                           stacklevel=3)
             return [None] * len(trials)
         start = time.monotonic()
-        # Longest first, so that the last to start are the short ones (see makespan).
-        order = sorted(range(len(trials)), key=lambda i: -trial_seconds(trials[i]))
-        refits = [None] * len(trials)
-        for i, refit in zip(order, self._retrain(outcome, evaluator,
-                                                 [trials[i] for i in order], REFIT_HOLDOUT),
-                            strict=True):
-            refits[i] = refit
+        refits = self._retrain(outcome, evaluator, trials, REFIT_HOLDOUT, longest_first=True)
         unlucky = [i for i, (trial, refit) in enumerate(zip(trials, refits, strict=True))
                    if _unlucky_refit(trial, refit)]
         took = max((r.duration for r in refits if np.isfinite(r.duration)), default=0.0)
