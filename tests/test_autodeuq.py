@@ -142,32 +142,39 @@ def _fit_an_hour(monkeypatch, regression_data, seconds):
     return auto(time_budget=3600, max_evals=12).fit(X, y), rescorings
 
 
-@pytest.mark.parametrize(("took", "n_rescored"), [(0, 10), (400, 3), (1200, 0)])
-def test_rescoring_takes_only_the_time_the_refit_leaves(regression_data, monkeypatch,
-                                                        took, n_rescored):
+def _fit_rescorings_taking(monkeypatch, regression_data, took, time_budget=3600):
+    """A fit whose candidates all trained for 100 s in the search and whose rescoring rounds
+    (serial: one candidate a round) take ``took(round)`` seconds each, on a clock that moves
+    on by as much."""
     import time
 
     from autodeuq.estimators import _autodeuq, _search_base
 
-    # Every candidate trained for 100 s in the search; each rescoring (serial: one a round)
-    # takes `took` seconds on a clock that moves on by as much.
     clock = {"offset": 0.0}
     monkeypatch.setattr(_autodeuq, "time", type("Clock", (), {
         "time": staticmethod(lambda: time.time() + clock["offset"])}))
     _time_candidates(monkeypatch, 100.0)
-    real = _search_base.run_refits
+    real, rounds = _search_base.run_refits, []
 
     def slow_rescores(evaluator, configs, seeds, holdout, deadline=None):
         results = real(evaluator, configs, seeds, holdout, deadline=deadline)
         if not isinstance(holdout, float):
+            seconds = took(len(rounds))
+            rounds.append(seconds)
             for r in results:
-                r.end = r.start + took
-            clock["offset"] += took
+                r.end = r.start + seconds
+            clock["offset"] += seconds
         return results
 
     monkeypatch.setattr(_search_base, "run_refits", slow_rescores)
     X, y, _, _ = regression_data
-    est = auto(time_budget=3600, max_evals=12).fit(X, y)
+    return auto(time_budget=time_budget, max_evals=12).fit(X, y)
+
+
+@pytest.mark.parametrize(("took", "n_rescored"), [(0, 10), (400, 3), (1200, 0)])
+def test_rescoring_takes_only_the_time_the_refit_leaves(regression_data, monkeypatch,
+                                                        took, n_rescored):
+    est = _fit_rescorings_taking(monkeypatch, regression_data, lambda _: took)
     # The refit of the first selection's 3 networks, one after another, is taken to last
     # 3 x 1.5 x 1.25 x 100 s (refit_round), scaled by the rescorings' time over the search's
     # once they ran. took=400: 4 times as long, so 2250 s stay free for the refit; the
@@ -178,6 +185,16 @@ def test_rescoring_takes_only_the_time_the_refit_leaves(regression_data, monkeyp
     if n_rescored:
         best = est.search_results_.nsmallest(1, "valid_nll")["job_id"].item()
         assert est.rescored_[0]["trial_id"] == best  # greedy's first pick: the best alone
+
+
+def test_one_slow_rescoring_does_not_stop_the_others(regression_data, monkeypatch):
+    # The third rescoring takes 300 s for a 100-s candidate, the others 10 s: all together
+    # 1.07 times the search's time, so the refit is taken to need 3 x 187.5 x 1.07 = 600 s
+    # of the 2250, and every round fits (taken at 1.07 x 100 s). Scaled by the slowest
+    # (3 times), the refit would keep 1687.5 s and a fourth round would not start.
+    est = _fit_rescorings_taking(monkeypatch, regression_data,
+                                 lambda n: 300.0 if n == 2 else 10.0, time_budget=2250)
+    assert len(est.rescored_) == 10
 
 
 def test_one_worker_rescores_nothing_when_one_round_fits(regression_data, monkeypatch):
@@ -195,11 +212,7 @@ def test_rescoring_leaves_room_for_refitting_the_first_selection(regression_data
                                                                  monkeypatch):
     # The first selection's picks took 1000 s each to train: their refit (3 networks of
     # 1.5 x rows x 1000 s) fills the hour, so nothing is rescored and the refit keeps its
-    # time, although the search's estimate of a round (its best candidates' median) is 1 s.
-    from autodeuq.estimators import _search_base
-
-    monkeypatch.setattr(_search_base.SearchRegressorBase, "_round_seconds",
-                        lambda self, timed, refit_rows: 1.0)
+    # time.
     est, rescorings = _fit_an_hour(monkeypatch, regression_data, 1000.0)
     assert rescorings == []
     assert est.rescored_ == []
@@ -455,23 +468,36 @@ def test_sklearn_compatible(estimator, check):
 
 
 def test_the_time_budget_keeps_time_for_the_refit():
-    # Three rounds of refits (5 members, 2 at a time), each as long as the median training
-    # time of the best five candidates, scaled to the refit's rows, with a margin of half.
+    # Five networks of the five best configurations (search times 4, 6, 8, 2 and 6 s), each
+    # refit_round of its time (1.5 x 1.25 rows), two at a time longest first: 15 + 7.5 +
+    # 3.75 on one worker, 11.25 + 11.25 on the other.
     timed = [(0.1, 4.0), (0.2, 6.0), (0.3, 8.0), (0.4, 2.0), (0.5, 6.0), (9.0, 100.0)]
     est = AutoDEUQRegressor(time_budget=300, ensemble_size=5, rescore_top=0)
-    assert est._time_reserve(timed, slots=2, refit_rows=1.25) == pytest.approx(
-        3 * 1.5 * 6 * 1.25)
-    assert est._time_reserve(timed, slots=8, refit_rows=1.0) == pytest.approx(1.5 * 6)
-    # Before a trial succeeds, a round on a trial's rows is taken as a twentieth of the budget.
-    assert est._time_reserve([], slots=2, refit_rows=1.25) == pytest.approx(
-        3 * 1.25 * 300 / 20)
+    assert est._time_reserve(timed, slots=2, refit_rows=1.25) == pytest.approx(1.875 * 14)
+    assert est._time_reserve(timed, slots=8, refit_rows=1.0) == pytest.approx(1.5 * 8)
+    # Before a trial succeeds, a trial is taken to train for a thirtieth of the budget.
+    assert est._time_reserve([], slots=2, refit_rows=1.25) == pytest.approx(3 * 1.875 * 10)
+    # Fewer candidates than networks: the best ones are refitted several times.
+    assert est._time_reserve(timed[:1], slots=2, refit_rows=1.0) == pytest.approx(3 * 1.5 * 4)
     assert AutoDEUQRegressor(time_budget=20)._time_reserve(timed, 2, 1.25) == 10  # half at most
     assert AutoDEUQRegressor(time_budget=300, refit=False,
                              rescore_top=0)._time_reserve(timed, 2, 1.25) == 0
-    # Rescoring ten candidates two at a time adds five rounds, on as many rows as a trial's.
+    # Rescoring the best ten (six here) two at a time, each round as long as its slowest
+    # search time (6, 8 and 100 s), on as many rows as a trial's.
     assert AutoDEUQRegressor(time_budget=300, ensemble_size=5)._time_reserve(
-        timed, slots=2, refit_rows=1.25) == pytest.approx((5 + 3 * 1.25) * 1.5 * 6)
+        timed, slots=2, refit_rows=1.25) == pytest.approx(114 + 1.875 * 14)
     assert AutoDEUQRegressor(max_evals=5)._time_reserve(timed, 2, 1.25) == 0
+
+
+def test_the_time_budget_keeps_time_for_slow_best_candidates():
+    # The two best candidates trained for 40 s, the many others for 1 s: what follows the
+    # search is sized on the candidates it will retrain, not on a typical one (the best
+    # five's median, 1 s, kept 13 s where rescoring and refitting them takes over 100 s).
+    timed = [(0.1, 40.0), (0.2, 40.0)] + [(1.0 + i, 1.0) for i in range(20)]
+    est = AutoDEUQRegressor(time_budget=3600, ensemble_size=5)
+    refit = 1.5 * 1.25 * 40  # each of the two slow configurations, on two workers
+    assert est._time_reserve(timed, slots=2, refit_rows=1.25) == pytest.approx(
+        40 + 4 * 1 + refit + 1.5 * 1.25 * 1 * 2)
 
 
 def test_refits_end_at_the_time_budgets_deadline(regression_data, monkeypatch):

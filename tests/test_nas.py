@@ -331,9 +331,11 @@ def test_search_starts_from_the_default_network(regression_data):
 
 
 def test_the_time_budget_keeps_time_for_rescoring_and_refit():
-    timed = [(0.1, 4.0), (0.2, 2.0)]
-    # rescoring the best 3 two at a time (2 rounds), then the winner's refit (1), each round
-    # as long as the median of the best trials' times and half of it again
-    assert NASRegressor(time_budget=300)._time_reserve(timed, 2, 1.0) == pytest.approx(13.5)
-    assert NASRegressor(time_budget=300, rescore_top=1)._time_reserve(timed, 2, 1.0) == 4.5
+    timed = [(0.1, 4.0), (0.2, 2.0), (0.3, 8.0), (0.4, 1.0)]
+    # rescoring the best 3 two at a time (the 8-s one on one worker, the others on the
+    # other), then the winner's refit, taken as the slowest of them; each training as long
+    # as its search trial and half of it again
+    assert NASRegressor(time_budget=300)._time_reserve(timed, 2, 1.0) == pytest.approx(
+        1.5 * 8 + 1.5 * 8)
+    assert NASRegressor(time_budget=300, rescore_top=1)._time_reserve(timed, 2, 1.0) == 6
     assert NASRegressor(time_budget=300, refit=False)._time_reserve(timed, 2, 1.0) == 0

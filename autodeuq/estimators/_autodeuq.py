@@ -23,6 +23,7 @@ from ._search_base import (
     recalibration_factor,
     recalibration_mode,
     refit_round,
+    rounds_seconds,
     trial_seconds,
 )
 
@@ -158,11 +159,16 @@ random_state, verbose, early_discard, security
         self.early_discard = early_discard
         self.security = security
 
-    def _after_search_rounds(self, slots, refit_rows):
-        # the rescoring of rescore_top candidates on a split as large as the search's, then
-        # ensemble_size refits on all the data, slots at a time
-        return (math.ceil(self.rescore_top / slots)
-                + (math.ceil(self.ensemble_size / slots) * refit_rows if self.refit else 0))
+    def _after_search_seconds(self, durations, slots, refit_rows):
+        # As the rescoring gate estimates it once the search is over, with the best
+        # candidates standing for the first selection's picks: the rescoring of the best
+        # rescore_top, a round of `slots` at a time on a split as large as the search's, then
+        # the refit of ensemble_size networks of the best configurations, longest first.
+        rescoring = rounds_seconds(durations[:self.rescore_top], slots) if self.rescore_top else 0.0
+        if not self.refit:
+            return rescoring
+        networks = [durations[i % len(durations)] for i in range(self.ensemble_size)]
+        return rescoring + makespan([refit_round(d, refit_rows) for d in networks], slots)
 
     def fit(self, X, y):
         """Search, then select the ensemble from the catalogue of candidates.
@@ -338,19 +344,21 @@ random_state, verbose, early_discard, security
         A rescoring is expected to last as long as the candidate's search trial (a split as
         large as the search's), the refit of a configuration :func:`refit_round` of it, the
         refit's networks running ``n_workers`` at a time, longest first (:func:`makespan`);
-        every estimate is scaled by how much longer than searched the rescorings took so
-        far (at least 1: on kin8nm a refit round once took 65 s where the search predicted
-        40). Returns the results, in order, for a prefix of ``entries``.
+        every estimate is scaled by the rescorings' time so far over their candidates'
+        search time, summed (at least 1: on kin8nm a refit round once took 65 s where the
+        search predicted 40; summed, as one network's time varies with its seed: on concrete
+        single rescorings took from 0.3 to 1.1 times their search trial's). Returns the
+        results, in order, for a prefix of ``entries``.
         """
         slots = max(1, evaluator.n_workers)
         timed = [e.duration for e in [*entries, *refit] if np.isfinite(e.duration)]
         # An entry not timed (a result without its clock) counts as the typical one.
-        typical = float(np.median(timed)) if timed else outcome.round_seconds
+        typical = float(np.median(timed)) if timed else self._untimed_seconds()
 
         def seconds(entry):
             return trial_seconds(entry, untimed=typical)
 
-        slower = 1.0  # the rescorings' time over their search trials', the most seen
+        slower, took, searched = 1.0, 0.0, 0.0  # the rescorings' time over their trials'
         results = []
         for start in range(0, len(entries), slots):
             chunk = entries[start:start + slots]
@@ -359,16 +367,17 @@ random_state, verbose, early_discard, security
                 deadline = outcome.deadline - makespan(
                     [refit_round(slower * seconds(e), outcome.refit_rows) for e in refit],
                     slots)
-                rounds = [chunk] if results else [entries[i:i + slots] for i in
-                                                  range(0, min(2, len(entries)), slots)]
-                need = slower * sum(max(seconds(e) for e in r) for r in rounds)
+                ahead = chunk if results else entries[:max(2, slots)]
+                need = slower * rounds_seconds([seconds(e) for e in ahead], slots)
                 if deadline - time.time() < need:
                     break  # no room: the rest keep their search score only
             chunk_results = self._retrain(outcome, evaluator, chunk, split, deadline=deadline)
             results.extend(chunk_results)
             for entry, result in zip(chunk, chunk_results, strict=True):
-                if result.ok and np.isfinite(result.duration) and seconds(entry) > 0:
-                    slower = max(slower, result.duration / seconds(entry))
+                if result.ok and np.isfinite(result.duration):
+                    took, searched = took + result.duration, searched + seconds(entry)
+            if searched > 0:
+                slower = max(1.0, took / searched)
         return results
 
 

@@ -9,7 +9,14 @@ from sklearn.pipeline import Pipeline
 from ..evaluation import train_candidate
 from ..evaluation._train import held_out_targets, network_config
 from ..uncertainty import NormalMixture
-from ._search_base import SearchRegressorBase, recalibration_factor, recalibration_mode
+from ._search_base import (
+    SearchRegressorBase,
+    makespan,
+    recalibration_factor,
+    recalibration_mode,
+    refit_round,
+    trial_seconds,
+)
 
 __all__ = ["NASRegressor"]
 
@@ -182,13 +189,15 @@ class NASRegressor(SearchRegressorBase):
         self.early_discard = early_discard
         self.security = security
 
-    def _after_search_rounds(self, slots, refit_rows):
-        # the rescoring of the best rescore_top, then the winner's refit, each on all the
-        # data but a held-out part
+    def _after_search_seconds(self, durations, slots, refit_rows):
+        # The rescoring of the best rescore_top, then the refit of the winner (one of them,
+        # taken as the slowest), each on all the data but a held-out part.
         if not self.refit:
-            return 0
-        return (1 + (math.ceil(self.rescore_top / slots) if self.rescore_top > 1 else 0)
-                ) * refit_rows
+            return 0.0
+        best = durations[:self.rescore_top] if self.rescore_top > 1 else durations[:1]
+        rescoring = (makespan([refit_round(d, refit_rows) for d in best], slots)
+                     if self.rescore_top > 1 else 0.0)
+        return rescoring + refit_round(max(best), refit_rows)
 
     def fit(self, X, y):
         """Search, then keep the best candidate.
@@ -276,11 +285,13 @@ class NASRegressor(SearchRegressorBase):
         """
         ranked = sorted((r for r in outcome.results if r.ok), key=lambda r: r.objective)
         ranked = ranked[:self.rescore_top]
-        # The rescoring ends early enough to leave the winner's refit a round of its own.
-        if len(ranked) < 2 or self._out_of_time(outcome, keep=outcome.round_seconds):
+        # The rescoring ends early enough to leave the winner's refit (any of them: the
+        # slowest) a round of its own.
+        keep = refit_round(max(trial_seconds(r, untimed=self._untimed_seconds())
+                               for r in ranked), outcome.refit_rows)
+        if len(ranked) < 2 or self._out_of_time(outcome, keep=keep):
             return ranked[0], None  # nothing to rescore, or no time for it
-        keep_until = (None if outcome.deadline is None
-                      else outcome.deadline - outcome.round_seconds)
+        keep_until = None if outcome.deadline is None else outcome.deadline - keep
         again = self._retrain(outcome, evaluator, ranked, self.validation_fraction,
                               deadline=keep_until)
         log_scale = math.log(outcome.y_scale)

@@ -75,7 +75,6 @@ class SearchOutcome:
     wall_time: float
     refit_seeds: np.random.SeedSequence
     deadline: float | None = None  # Unix time the time budget ends: refits end there too
-    round_seconds: float = 0.0  # expected wall time of one round of training after the search
     refit_rows: float = 1.0  # rows a refit trains on over a search trial's
 
 
@@ -84,6 +83,12 @@ def refit_round(trial_seconds, refit_rows):
     train on a search trial's rows: scaled to the refit's rows, with a margin of half (a refit
     runs as long as its early stopping lets it)."""
     return 1.5 * trial_seconds * refit_rows
+
+
+def rounds_seconds(seconds, slots):
+    """Wall time of trainings lasting ``seconds``, ``slots`` at a time in the order given,
+    each round waiting for its slowest before the next starts (as the rescoring runs)."""
+    return float(sum(max(seconds[i:i + slots]) for i in range(0, len(seconds), max(1, slots))))
 
 
 def makespan(seconds, slots):
@@ -378,44 +383,35 @@ class SearchRegressorBase(UncertaintyRegressorMixin, RegressorMixin, BaseEstimat
                                         n_features=X.shape[1],
                                         wall_time=time.monotonic() - start,
                                         refit_seeds=refit_seq, deadline=deadline,
-                                        round_seconds=self._round_seconds(timed, refit_rows),
                                         refit_rows=refit_rows)
                 self._check_some_succeeded(outcome)
                 self.refit_time_ = 0.0  # _refit_members sets it when there is a refit
                 return finish(outcome, evaluator)
 
-    def _after_search_rounds(self, slots, refit_rows):
-        """Training after the search, in rounds of a good candidate's training on a search
-        trial's rows, ``slots`` at once (the evaluator's workers; 0: none): a round on all
-        the data counts ``refit_rows`` of them. Subclasses that refit or rescore say."""
-        return 0
+    def _after_search_seconds(self, durations, slots, refit_rows):
+        """Seconds of training after the search (rescoring, refit) on ``slots`` workers,
+        given the successful trials' search times, best candidate first (never empty); a
+        refit trains on ``refit_rows`` times a search trial's rows. Subclasses that train
+        after the search say: none here."""
+        return 0.0
 
     def _time_reserve(self, timed, slots, refit_rows):
-        """Seconds of the time budget the search keeps free for what follows it: the rounds
-        of training after it (``_after_search_rounds``) times :meth:`_round_seconds` on a
-        search trial's rows, never more than half the budget (the search always has the
-        other half)."""
-        rounds = self._after_search_rounds(max(1, slots), refit_rows)
-        if not rounds or self.time_budget is None:
-            return 0.0
-        return min(rounds * self._round_seconds(timed, 1.0), self.time_budget / 2)
-
-    def _round_seconds(self, timed, refit_rows):
-        """Expected seconds of one round of training after the search (a refit, a
-        rescoring), so that the whole fit, not only the search, keeps to ``time_budget``.
-
-        A round is taken to last as long as the median training time of the best five
-        successful trials so far (the ones kept or selected), scaled by the refit's rows over
-        a trial's (``refit_rows``), with a margin of half of it: a refit runs as long as its
-        early stopping lets it, and the search's last trials may still be running when the
-        reserve begins. Before any trial has succeeded, a twentieth of the budget.
-        """
+        """Seconds of the time budget the search keeps free for what follows it:
+        :meth:`_after_search_seconds` of the candidates so far, each as long as it took to
+        train in the search, never more than half the budget (the search always has the
+        other half). Before any trial has succeeded, a trial counts as
+        :meth:`_untimed_seconds`."""
         if self.time_budget is None:
             return 0.0
-        if not timed:
-            return self.time_budget / 20
-        best = heapq.nsmallest(5, timed, key=lambda pair: pair[0])
-        return refit_round(float(np.median([duration for _, duration in best])), refit_rows)
+        ranked = [duration for _, duration in sorted(timed, key=lambda pair: pair[0])
+                  if np.isfinite(duration)] or [self._untimed_seconds()]
+        return min(self._after_search_seconds(ranked, max(1, slots), refit_rows),
+                   self.time_budget / 2)
+
+    def _untimed_seconds(self):
+        """The search time a trial without one is taken to have had: a thirtieth of the
+        time budget (0 without one)."""
+        return 0.0 if self.time_budget is None else self.time_budget / 30
 
     def _resume_hint(self, n_finished):
         """How to recover from a search cut short, with or without ``checkpoint_dir``."""
