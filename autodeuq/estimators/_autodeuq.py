@@ -164,10 +164,13 @@ random_state, verbose, early_discard, security
         # candidates standing for the first selection's picks: the rescoring of the best
         # rescore_top, a round of `slots` at a time on a split as large as the search's, then
         # the refit of ensemble_size networks of the best configurations, longest first.
+        # Greedy selection starts from the best candidate and often gives it several of
+        # the networks, so each counts as long as the best one's at least.
         rescoring = rounds_seconds(durations[:self.rescore_top], slots) if self.rescore_top else 0.0
         if not self.refit:
             return rescoring
-        networks = [durations[i % len(durations)] for i in range(self.ensemble_size)]
+        networks = [max(durations[0], durations[i % len(durations)])
+                    for i in range(self.ensemble_size)]
         return rescoring + makespan([refit_round(d, refit_rows) for d in networks], slots)
 
     def fit(self, X, y):
