@@ -361,10 +361,11 @@ random_state, verbose, early_discard, security
         def seconds(entry):
             return trial_seconds(entry, untimed=typical)
 
-        slower, took, searched = 1.0, 0.0, 0.0  # the rescorings' time over their trials'
+        took = searched = 0.0  # the rescorings' time so far, and their trials' in the search
         results = []
         for start in range(0, len(entries), slots):
             chunk = entries[start:start + slots]
+            slower = max(1.0, took / searched) if searched > 0 else 1.0
             deadline = None
             if outcome.deadline is not None:
                 deadline = outcome.deadline - makespan(
@@ -379,8 +380,6 @@ random_state, verbose, early_discard, security
             for entry, result in zip(chunk, chunk_results, strict=True):
                 if result.ok and np.isfinite(result.duration):
                     took, searched = took + result.duration, searched + seconds(entry)
-            if searched > 0:
-                slower = max(1.0, took / searched)
         return results
 
 

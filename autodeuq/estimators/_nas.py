@@ -194,10 +194,11 @@ class NASRegressor(SearchRegressorBase):
         # taken as the slowest), each on all the data but a held-out part.
         if not self.refit:
             return 0.0
-        best = durations[:self.rescore_top] if self.rescore_top > 1 else durations[:1]
-        rescoring = (makespan([refit_round(d, refit_rows) for d in best], slots)
-                     if self.rescore_top > 1 else 0.0)
-        return rescoring + refit_round(max(best), refit_rows)
+        if self.rescore_top <= 1:
+            return refit_round(durations[0], refit_rows)
+        best = durations[:self.rescore_top]
+        return (makespan([refit_round(d, refit_rows) for d in best], slots)
+                + refit_round(max(best), refit_rows))
 
     def fit(self, X, y):
         """Search, then keep the best candidate.
