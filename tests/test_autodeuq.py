@@ -57,11 +57,15 @@ def test_members_are_readable_and_marked_in_the_results(fitted):
 
 
 def test_greedy_ensemble_is_no_worse_than_its_best_member_on_validation(fitted, regression_data):
-    # Scored on both validation parts (of equal size): a candidate alone scores the mean of
-    # its two NLLs there.
-    best_single = min((r["valid_nll"] + r["rescore_nll"]) / 2 for r in fitted.rescored_)
+    # Scored on the second split, each candidate as its three networks' mixture.
+    best_single = min(r["rescore_nll"] for r in fitted.rescored_)
     assert fitted.validation_nll_ <= best_single + 1e-9
     X, y, _, _ = regression_data
+    # One network a candidate: scored on both validation parts (of equal size), where a
+    # candidate alone scores the mean of its two NLLs.
+    one = auto(rescore_networks=1).fit(X, y)
+    assert one.validation_nll_ <= min((r["valid_nll"] + r["rescore_nll"]) / 2
+                                      for r in one.rescored_) + 1e-9
     alone = auto(rescore_top=0).fit(X, y)
     assert alone.validation_nll_ <= alone.search_results_["valid_nll"].min() + 1e-9
 
@@ -142,10 +146,10 @@ def _fit_an_hour(monkeypatch, regression_data, seconds):
     return auto(time_budget=3600, max_evals=12).fit(X, y), rescorings
 
 
-def _fit_rescorings_taking(monkeypatch, regression_data, took, time_budget=3600):
+def _fit_rescorings_taking(monkeypatch, regression_data, took, time_budget=3600, networks=1):
     """A fit whose candidates all trained for 100 s in the search and whose rescoring rounds
-    (serial: one candidate a round) take ``took(round)`` seconds each, on a clock that moves
-    on by as much."""
+    (serial: one candidate of ``networks`` networks a round) take ``took(round)`` seconds
+    each, on a clock that moves on by as much."""
     import time
 
     from autodeuq.estimators import _autodeuq, _search_base
@@ -168,7 +172,7 @@ def _fit_rescorings_taking(monkeypatch, regression_data, took, time_budget=3600)
 
     monkeypatch.setattr(_search_base, "run_refits", slow_rescores)
     X, y, _, _ = regression_data
-    return auto(time_budget=time_budget, max_evals=12).fit(X, y)
+    return auto(time_budget=time_budget, max_evals=12, rescore_networks=networks).fit(X, y)
 
 
 @pytest.mark.parametrize(("took", "n_rescored"), [(0, 10), (400, 3), (1200, 0)])
@@ -194,6 +198,16 @@ def test_one_slow_rescoring_does_not_stop_the_others(regression_data, monkeypatc
     # (3 times), the refit would keep 1687.5 s and a fourth round would not start.
     est = _fit_rescorings_taking(monkeypatch, regression_data,
                                  lambda n: 300.0 if n == 2 else 10.0, time_budget=2250)
+    assert len(est.rescored_) == 10
+
+
+def test_a_rescoring_of_several_networks_is_expected_to_take_as_many_trainings(
+        regression_data, monkeypatch):
+    # Three networks a candidate, 300 s a round for 100-s candidates: as expected, so the
+    # refit keeps its 3 x 187.5 s and all ten rounds fit in the hour. Taken as one
+    # training, the rescorings would look three times slower than the search: the refit
+    # would be taken to need 1687.5 s, and only six rounds would start.
+    est = _fit_rescorings_taking(monkeypatch, regression_data, lambda _: 300.0, networks=3)
     assert len(est.rescored_) == 10
 
 
@@ -224,7 +238,7 @@ def test_the_refit_starts_its_longest_networks_first(regression_data, monkeypatc
     _time_candidates(monkeypatch, lambda entry: float(entry.trial_id))  # later, longer
     submitted = _record_trainings(monkeypatch, refits=True)
     X, y, _, _ = regression_data
-    est = auto(ensemble_size=4).fit(X, y)
+    est = auto(ensemble_size=4, rescore_networks=1).fit(X, y)  # picks several configs here
     ids = [m["trial_id"] for m in est.members_]
     configs = {m["trial_id"]: m["config"] for m in est.members_}
     [order] = submitted
@@ -330,7 +344,12 @@ def test_members_beyond_the_memory_bound_are_still_usable(regression_data, tmp_p
 def test_refit_trains_the_selected_configs_again_on_all_the_data(fitted, regression_data):
     X, y, X_test, _ = regression_data
     searched = auto(refit=False).fit(X, y)
-    assert [m["config"] for m in searched.members_] == [m["config"] for m in fitted.members_]
+    # The same configurations (the refit's networks are ensemble_size, a configuration
+    # selected with a large weight several times).
+    refitted = {m["trial_id"]: m["config"] for m in fitted.members_}
+    assert [m["trial_id"] for m in searched.members_] == list(refitted)
+    assert [m["config"] for m in searched.members_] == list(refitted.values())
+    assert len(fitted.members_) == 3
     assert fitted.refit_time_ > 0
     assert searched.refit_time_ == 0
     assert not np.allclose(searched.predict(X_test), fitted.predict(X_test))
@@ -444,6 +463,7 @@ def test_pickle_and_clone(fitted, regression_data):
     ({"rescore_top": -1}, "rescore_top must be an int >= 0; got -1"),
     ({"rescore_top": 2.5}, "rescore_top"),
     ({"rescore_top": True}, "rescore_top"),
+    ({"rescore_networks": 0}, "rescore_networks must be an int >= 1; got 0"),
     ({"selection": "best"}, "selection|greedy"),
     ({"refit": "yes"}, "refit must be True or False"),
     ({"recalibrate": 1}, "recalibrate must be 'widen', 'fit', True or False"),
@@ -484,9 +504,12 @@ def test_the_time_budget_keeps_time_for_the_refit():
     assert AutoDEUQRegressor(time_budget=300, refit=False,
                              rescore_top=0)._time_reserve(timed, 2, 1.25) == 0
     # Rescoring the best ten (six here) two at a time, each round as long as its slowest
-    # search time (6, 8 and 100 s), on as many rows as a trial's.
-    assert AutoDEUQRegressor(time_budget=300, ensemble_size=5)._time_reserve(
+    # search time (6, 8 and 100 s), on as many rows as a trial's; a rescoring of three
+    # networks (the default) as three trainings.
+    assert AutoDEUQRegressor(time_budget=300, ensemble_size=5, rescore_networks=1)._time_reserve(
         timed, slots=2, refit_rows=1.25) == pytest.approx(114 + 1.875 * 16)
+    assert AutoDEUQRegressor(time_budget=3600, ensemble_size=5)._time_reserve(
+        timed, slots=2, refit_rows=1.25) == pytest.approx(3 * 114 + 1.875 * 16)
     assert AutoDEUQRegressor(max_evals=5)._time_reserve(timed, 2, 1.25) == 0
 
 
@@ -495,10 +518,11 @@ def test_the_time_budget_keeps_time_for_slow_best_candidates():
     # search is sized on the candidates it will retrain, not on a typical one (the best
     # five's median, 1 s, kept 13 s where rescoring and refitting them takes over 200 s).
     # The best may be refitted as all five networks: each counts as 40 s, three rounds.
+    # Each rescoring trains three networks, counted as three trainings.
     timed = [(0.1, 40.0), (0.2, 40.0)] + [(1.0 + i, 1.0) for i in range(20)]
     est = AutoDEUQRegressor(time_budget=3600, ensemble_size=5)
     assert est._time_reserve(timed, slots=2, refit_rows=1.25) == pytest.approx(
-        40 + 4 * 1 + 3 * 1.5 * 1.25 * 40)
+        3 * (40 + 4 * 1) + 3 * 1.5 * 1.25 * 40)
 
 
 def test_refits_end_at_the_time_budgets_deadline(regression_data, monkeypatch):

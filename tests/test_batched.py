@@ -166,6 +166,24 @@ def test_without_validation_every_member_runs_max_epochs(data):
     assert_same_weights(got, sequential(cfg, data, seeds, with_valid=False), atol=1e-4)
 
 
+def test_training_ends_at_stop_after_with_the_best_weights_so_far(data):
+    # Past stop_after, every member stops as if early-stopped (after the epoch that passed
+    # it) and keeps its best epoch's weights; past time_limit, training is an error.
+    from autodeuq.exceptions import TimeLimitExceeded
+
+    cfg = config(max_epochs=50)
+    X, y, train, valid = data
+    stopped = train_networks(cfg, X, y, train, valid, seeds=[1, 2, 3], stop_after=0.0)
+    assert [len(t.history) for t in stopped] == [1, 1, 1]
+    assert [t.best_epoch for t in stopped] == [1, 1, 1]
+    one_epoch = train_networks(config(max_epochs=1), X, y, train, valid, seeds=[1, 2, 3])
+    assert_same_weights(stopped, one_epoch, atol=1e-6)
+    full = train_networks(cfg, X, y, train, valid, seeds=[1, 2, 3])
+    assert min(len(t.history) for t in full) > 1
+    with pytest.raises(TimeLimitExceeded, match=r"past its time limit of 0\.0s, after 1 epochs"):
+        train_networks(cfg, X, y, train, valid, seeds=[1, 2, 3], time_limit=0.0)
+
+
 def test_dropout_members_differ_but_same_seed_same_result(data):
     cfg = config(layers=[{**layer, "dropout": 0.2} for layer in LAYERS])
     seeds = np.random.SeedSequence(5).spawn(3)

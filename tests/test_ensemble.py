@@ -398,6 +398,50 @@ def test_greedy_validates_its_options():
         GreedySelector(with_replacement="yes")
 
 
+def test_candidates_of_several_networks_are_scored_as_their_mixture():
+    # A candidate given as networks (3-D arrays) is their equal mixture: the same as the
+    # 2-D candidate when its networks are copies of one, and the greedy path's NLL is the
+    # exact mixture of every network with its share of the candidate's weight.
+    rng = np.random.default_rng(3)
+    y = rng.normal(size=40)
+    means = rng.normal(size=(6, 3, 40))
+    variances = rng.uniform(0.2, 2.0, size=(6, 3, 40))
+    copies = np.repeat(means[:, :1], 3, axis=1), np.repeat(variances[:, :1], 3, axis=1)
+    for selector in (GreedySelector(k=3), TopKSelector(k=3)):
+        got = selector.select(y, *copies)
+        want = selector.select(y, means[:, 0], variances[:, 0])
+        np.testing.assert_array_equal(got[0], want[0])
+        np.testing.assert_allclose(got[1], want[1])
+    selector = GreedySelector(k=3)
+    indices, weights = selector.select(y, means, variances)
+    mixture = NormalMixture(means[indices].reshape(-1, 40),
+                            np.sqrt(variances[indices].reshape(-1, 40)),
+                            np.repeat(weights / 3, 3))
+    assert selector.nll_path_[-1] == pytest.approx(nll(y, mixture), rel=1e-12)
+    # Ranked alone, each candidate by its own mixture's NLL.
+    alone = [nll(y, NormalMixture(means[i], np.sqrt(variances[i]))) for i in range(6)]
+    np.testing.assert_array_equal(TopKSelector(k=2).select(y, means, variances)[0],
+                                  np.argsort(alone)[:2])
+
+
+def test_a_custom_selector_gets_one_gaussian_per_candidate_of_several_networks():
+    # A selector that does not take networks sees each candidate as the mean and variance
+    # of its mixture (law of total variance), in 2-D arrays.
+    seen = []
+
+    class First(Selector):
+        def _select(self, y, means, variances, objectives):
+            seen.append((means, variances))
+            return np.array([0]), np.array([1.0])
+
+    means = np.array([[[0.0, 1.0]], [[2.0, 3.0]]]).repeat(2, axis=1)
+    means[:, 1] += 2.0  # networks at m and m + 2
+    First().select(np.zeros(2), means, np.ones_like(means))
+    got_means, got_vars = seen[0]
+    np.testing.assert_allclose(got_means, [[1.0, 2.0], [3.0, 4.0]])
+    np.testing.assert_allclose(got_vars, np.full((2, 2), 2.0))  # 1 + spread 1
+
+
 def test_a_selector_returning_nonsense_is_caught():
     class Broken(Selector):
         def _select(self, y, means, variances, objectives):

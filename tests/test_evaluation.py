@@ -150,6 +150,37 @@ def test_a_resplit_is_shared_by_every_trial_given_it(data):
             np.mean(0.5 * (np.log(2 * np.pi * r.valid_var) + z**2 / r.valid_var)), rel=1e-4)
 
 
+def test_a_rescoring_of_several_networks_is_scored_as_their_mixture(data):
+    # Three networks of one configuration, trained together on the shared split from seeds
+    # spawned from the trial's: their predictions on the split's validation part, scored as
+    # their equal mixture; the same seed gives the same networks, another seed others.
+    from autodeuq.evaluation._train import Resplit, resplit_data
+    from autodeuq.uncertainty import NormalMixture, nll
+
+    split = Resplit(0.2, 0.1, seed=7, networks=3)
+    y_valid = resplit_data(data, split)["y_valid"]
+    with SerialEvaluator() as evaluator:
+        evaluator.start(data)
+        first, again, other = run_refits(evaluator, [NET, NET, NET], seeds=[4, 4, 5],
+                                         holdout=split)
+    assert first.ok
+    assert first.state is None  # scored only: no network to keep
+    assert first.valid_mean.shape == first.valid_var.shape == (3, 60)
+    assert not np.allclose(first.valid_mean[0], first.valid_mean[1])  # independent seeds
+    mixture = NormalMixture(first.valid_mean, np.sqrt(first.valid_var))
+    assert first.objective == pytest.approx(nll(y_valid, mixture), rel=1e-9)
+    np.testing.assert_array_equal(again.valid_mean, first.valid_mean)
+    assert not np.allclose(other.valid_mean, first.valid_mean)
+
+
+def test_a_rescoring_of_several_networks_that_diverges_is_a_result(data):
+    from autodeuq.evaluation._train import Resplit
+
+    result = train_candidate(DIVERGES, data, seed=1, holdout=Resplit(0.2, 0.1, 7, networks=2))
+    assert result.status == "diverged"
+    assert result.valid_mean is None
+
+
 def test_refits_run_on_the_evaluator_in_order(data):
     with SerialEvaluator() as evaluator:
         evaluator.start(data)

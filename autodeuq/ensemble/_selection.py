@@ -10,6 +10,7 @@ import abc
 import numbers
 
 import numpy as np
+from scipy.special import logsumexp
 
 __all__ = ["GreedySelector", "Selector", "TopKSelector", "make_selector"]
 
@@ -43,15 +44,16 @@ def _as_float(x, name):
 def _check_inputs(y_valid, means, variances, objectives):
     """Validate and convert the arguments of :meth:`Selector.select`."""
     mu = _as_float(means, "means")
-    if mu.ndim != 2:
+    if mu.ndim not in (2, 3):
         raise ValueError(
-            f"means must have shape (n_candidates, n_valid); got shape {mu.shape}. Stack the "
-            f"candidates' validation predictions along the first axis."
+            f"means must have shape (n_candidates, n_valid), or (n_candidates, n_networks, "
+            f"n_valid) for candidates that are each an equal mixture of networks; got shape "
+            f"{mu.shape}. Stack the candidates' validation predictions along the first axis."
         )
-    if mu.shape[0] == 0:
+    if mu.shape[0] == 0 or mu.shape[1] == 0:
         raise ValueError(
-            f"means must hold at least one candidate; got shape {mu.shape}. Selection needs "
-            f"at least one successful candidate."
+            f"means must hold at least one candidate (and network); got shape {mu.shape}. "
+            f"Selection needs at least one successful candidate."
         )
     var = _as_float(variances, "variances")
     if var.shape != mu.shape:
@@ -60,9 +62,9 @@ def _check_inputs(y_valid, means, variances, objectives):
             f"one variance per mean."
         )
     y = _as_float(y_valid, "y_valid")
-    if y.ndim != 1 or y.shape[0] != mu.shape[1] or y.shape[0] == 0:
+    if y.ndim != 1 or y.shape[0] != mu.shape[-1] or y.shape[0] == 0:
         raise ValueError(
-            f"y_valid must have shape (n_valid,) = ({mu.shape[1]},), with n_valid >= 1, one "
+            f"y_valid must have shape (n_valid,) = ({mu.shape[-1]},), with n_valid >= 1, one "
             f"target per column of means; got shape {y.shape}. Pass the validation targets "
             f"the predictions were made on."
         )
@@ -94,22 +96,39 @@ def _check_inputs(y_valid, means, variances, objectives):
 
 
 def _log_densities(y, means, variances):
-    """Log density of each candidate at each point, shape (n_candidates, n_valid)."""
+    """Log density of each candidate at each point, shape (n_candidates, n_valid); a
+    candidate given as several networks (3-D ``means``) is their equal mixture."""
     out = np.subtract(y, means)
     np.square(out, out=out)
     out /= variances
     out += np.log(variances)
     out *= -0.5
     out -= _LOG_SQRT_2PI
+    if out.ndim == 3:
+        out = logsumexp(out, axis=1) - np.log(out.shape[1])
     return out
+
+
+def _moments(means, variances):
+    """Each candidate of several networks as one Gaussian of its mixture's mean and variance
+    (the law of total variance), for selectors that take one Gaussian per candidate."""
+    mean = means.mean(axis=1)
+    return mean, (variances + np.square(means - mean[:, None, :])).mean(axis=1)
 
 
 class Selector(abc.ABC):
     """Chooses ensemble members and their weights from validation predictions.
 
     Subclasses implement :meth:`_select`; :meth:`select` validates its inputs and the
-    subclass's answer.
+    subclass's answer. A candidate may be several networks (AutoDEUQRegressor's rescoring
+    trains each candidate as ``rescore_networks`` networks): a subclass whose
+    ``takes_networks`` is True gets such candidates as 3-D arrays
+    ``(n_candidates, n_networks, n_valid)``; any other gets each as one Gaussian with its
+    mixture's mean and variance.
     """
+
+    #: Whether :meth:`_select` takes candidates of several networks as 3-D arrays.
+    takes_networks = False
 
     def select(self, y_valid, means, variances, objectives=None):
         """Choose members and mixture weights.
@@ -120,7 +139,8 @@ class Selector(abc.ABC):
             Validation targets (standardized units, like the predictions).
         means, variances : array-like of shape (n_candidates, n_valid)
             Each candidate's predictive means and variances on the validation points;
-            finite, variances > 0.
+            finite, variances > 0. Or of shape (n_candidates, n_networks, n_valid): each
+            candidate the equal mixture of ``n_networks`` Gaussians.
         objectives : array-like of shape (n_candidates,), default=None
             Each candidate's own score (lower is better), e.g. the search objective. Used
             by selectors that rank candidates individually; None means the individual
@@ -140,6 +160,8 @@ class Selector(abc.ABC):
             If there is no candidate or the shapes disagree.
         """
         y, mu, var, obj = _check_inputs(y_valid, means, variances, objectives)
+        if mu.ndim == 3 and not self.takes_networks:
+            mu, var = _moments(mu, var)
         indices, weights = self._select(y, mu, var, obj)
         indices = np.asarray(indices, dtype=np.intp)
         weights = np.asarray(weights, dtype=np.float64)
@@ -211,6 +233,8 @@ class GreedySelector(Selector):
     R. Egele, R. Maulik, K. Raghavan, B. Lusch, I. Guyon and P. Balaprakash. AutoDEUQ:
     Automated deep ensemble with uncertainty quantification. ICPR 2022.
     """
+
+    takes_networks = True
 
     def __init__(self, k=5, with_replacement=True, max_iter=None):
         self.k = _check_k(k)
@@ -303,6 +327,8 @@ class TopKSelector(Selector):
     Candidates are ranked by ``objectives`` when given (ties keep the candidates' order),
     otherwise by their individual NLL on the validation points.
     """
+
+    takes_networks = True
 
     def __init__(self, k=5):
         self.k = _check_k(k)

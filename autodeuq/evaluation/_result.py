@@ -29,9 +29,12 @@ class TrialResult:
         Validation NLL of the standardized target at the restored epoch (lower is better);
         for ``"discarded"``, the best reached before it stopped; None otherwise.
     valid_mean, valid_var : ndarray of shape (n_valid,) or None
-        Predictions on the validation part (standardized units), for ensemble selection.
+        Predictions on the validation part (standardized units), for ensemble selection; of
+        shape (networks, n_valid) for a rescoring of several networks (see
+        ``autodeuq.evaluation._train.Resplit``).
     state : dict of str to ndarray, or None
-        The trained weights (CPU arrays), to rebuild the network without retraining.
+        The trained weights (CPU arrays), to rebuild the network without retraining; None
+        for a rescoring of several networks, which is only scored.
     n_epochs, best_epoch : int
     start, end : float
         Unix timestamps of the start and end of training on the worker.
@@ -70,7 +73,8 @@ class TrialResult:
 
     @property
     def ok(self):
-        """Whether the trial succeeded (it has an objective and weights)."""
+        """Whether the trial succeeded (it has an objective and, unless it is a rescoring of
+        several networks, weights)."""
         return self.status == "success"
 
     def drop_arrays(self):

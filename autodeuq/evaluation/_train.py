@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..exceptions import TimeLimitExceeded, TrainingDivergedError
-from ..nn import gaussian_nll_loss, predict_in_batches, train_network
+from ..nn import gaussian_nll_loss, predict_in_batches, train_network, train_networks
 from ._result import TrialResult
 
 __all__ = ["Resplit", "held_out_targets", "refit_data", "resplit_data", "train_candidate",
@@ -102,11 +102,16 @@ class Resplit:
         Part of the other rows that candidates early-stop on.
     seed : int
         Draws the split (not the networks' initialisation, which is each trial's seed).
+    networks : int, default=1
+        Networks each trial trains on the split, from seeds spawned from its own, together
+        (:func:`autodeuq.nn.train_networks`); the trial is scored as their equal mixture,
+        which is what a configuration refitted as several networks becomes.
     """
 
     valid_fraction: float
     stop_fraction: float
     seed: int
+    networks: int = 1
 
 
 def resplit_data(data, resplit):
@@ -160,7 +165,10 @@ def train_candidate(config, data, seed, device="cpu", time_limit=None, trial_id=
         fresh ``holdout`` fraction of them drawn from ``seed`` (see :func:`refit_data`). The
         result's objective and validation predictions are then on that holdout.
         A ``Resplit`` (``autodeuq.evaluation._train``): a rescoring, trained and scored as a
-        search trial on a second split of all the data, the same for every trial given it.
+        search trial on a second split of all the data, the same for every trial given it;
+        with ``networks > 1``, that many networks from seeds spawned from ``seed``, scored as
+        their equal mixture: the result's ``valid_mean`` and ``valid_var`` then have shape
+        ``(networks, n_valid)`` and it holds no weights (``state`` None).
     rungs : sequence of (int, float) or None, default=None
         Early discarding: ``(epoch, threshold)`` pairs, the thresholds frozen when the trial
         was submitted (see :mod:`autodeuq.evaluation._discard`). A trial whose best
@@ -199,6 +207,9 @@ def _run_trial(config, data, seed, device, time_limit, trial_id, deadline, holdo
         return TrialResult(status="timeout", end=start, error="the search's time budget ran "
                            "out before this trial started", **common)
     try:
+        if isinstance(holdout, Resplit) and holdout.networks > 1:
+            return _train_together(config, resplit_data(data, holdout), seed, holdout.networks,
+                                   device, time_limit, stop_after, common)
         if isinstance(holdout, Resplit):
             data = resplit_data(data, holdout)
         elif holdout is not None:
@@ -240,3 +251,32 @@ def _run_trial(config, data, seed, device, time_limit, trial_id, deadline, holdo
     except Exception:  # a bad candidate is a result, never a crash of the search
         status, error = "failed", traceback.format_exc(limit=20)
     return TrialResult(status=status, error=error, end=time.time(), **common)
+
+
+def _train_together(config, data, seed, networks, device, time_limit, stop_after, common):
+    """A rescoring of ``networks`` networks of ``config`` on one split (``data`` with a
+    training, an early-stopping and a validation part), trained together from seeds spawned
+    from ``seed``; scored as their equal mixture on the validation part. Raises as
+    :func:`train_network` does (the caller makes a result of it)."""
+    from scipy.special import logsumexp
+
+    n_train, n_stop = len(data["y_train"]), len(data.get("y_stop", ()))
+    X = np.concatenate([data["X_train"], data["X_stop"]]) if n_stop else data["X_train"]
+    y = np.concatenate([data["y_train"], data["y_stop"]]) if n_stop else data["y_train"]
+    train = np.tile(np.arange(n_train), (networks, 1))
+    stop = np.tile(np.arange(n_train, n_train + n_stop), (networks, 1)) if n_stop else None
+    trained = train_networks(network_config(config), X, y, train, stop,
+                             seeds=np.random.SeedSequence(int(seed)).spawn(networks),
+                             device=device, time_limit=time_limit, stop_after=stop_after)
+    predictions = [predict_in_batches(t.module, data["X_valid"]) for t in trained]
+    mean = np.stack([m.numpy() for m, _ in predictions]).astype(np.float64)
+    var = np.stack([v.numpy() for _, v in predictions]).astype(np.float64)
+    y_valid = np.asarray(data["y_valid"], dtype=np.float64)
+    log_p = -0.5 * (np.log(2 * np.pi * var) + (y_valid - mean) ** 2 / var)
+    objective = float(-np.mean(logsumexp(log_p, axis=0) - np.log(networks)))
+    if not np.isfinite(objective):
+        raise TrainingDivergedError(f"validation NLL is {objective}")
+    return TrialResult(status="success", objective=objective, valid_mean=mean, valid_var=var,
+                       n_epochs=max(len(t.history) for t in trained),
+                       best_epoch=max(t.best_epoch for t in trained), end=time.time(),
+                       **common)

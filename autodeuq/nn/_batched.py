@@ -44,7 +44,7 @@ import time
 import numpy as np
 import torch
 
-from ..exceptions import TrainingDivergedError
+from ..exceptions import TimeLimitExceeded, TrainingDivergedError
 from ._config import normalize_config
 from ._device import resolve_device
 from ._loss import _HALF_LOG_2PI
@@ -121,8 +121,10 @@ def _make_optimizer(config, params, device):
 class _Run:
     """The state of one batched training run; ``members`` lists the positions still training."""
 
-    def __init__(self, config, X, Y, train_index, valid_index, seeds, device, verbose):
+    def __init__(self, config, X, Y, train_index, valid_index, seeds, device, verbose,
+                 time_limit=None, stop_after=None):
         self.config = config
+        self.time_limit, self.stop_after = time_limit, stop_after
         self.device = device
         self.verbose = verbose
         self.X, self.Y = X, Y
@@ -322,13 +324,19 @@ class _Run:
             self._schedule(rows)
             for k, _ in rows:
                 self.fit_time[k] = now - start
-            if not self.has_valid:
-                continue
-            keep = self._keep_best(epoch, rows)
-            if not keep:
-                break
-            if len(keep) < len(rows):
-                self._drop(keep)
+            elapsed = now - start
+            if self.time_limit is not None and elapsed > self.time_limit:
+                raise TimeLimitExceeded(
+                    f"training ran {elapsed:.1f}s, past its time limit of {self.time_limit}s, "
+                    f"after {epoch} epochs. Raise the limit or lower max_epochs.")
+            if self.has_valid:
+                keep = self._keep_best(epoch, rows)
+                if not keep:
+                    break
+                if len(keep) < len(rows):
+                    self._drop(keep)
+            if self.stop_after is not None and elapsed > self.stop_after:
+                break  # as early stopping: every member keeps its best weights so far
         if self.has_valid:
             modules = self.net.to_modules(self.best_state)
             best_epochs = self.best_epoch
@@ -341,7 +349,7 @@ class _Run:
 
 
 def train_networks(config, X, y, train_index, valid_index=None, *, seeds, device="cpu",
-                   verbose=0):
+                   time_limit=None, stop_after=None, verbose=0):
     """Train K Gaussian networks of one configuration together, each on its own rows.
 
     The result is what K calls of :func:`~autodeuq.nn.train_network`, member k on
@@ -368,6 +376,12 @@ def train_networks(config, X, y, train_index, valid_index=None, *, seeds, device
         global random state is saved and restored around training.
     device : str, default="cpu"
         Where to train (see :func:`~autodeuq.nn.resolve_device`).
+    time_limit : float or None, default=None
+        Seconds after which training stops with ``TimeLimitExceeded`` (checked every epoch),
+        as :func:`~autodeuq.nn.train_network`'s.
+    stop_after : float or None, default=None
+        Seconds after which training ends normally, every member with its best weights so
+        far (the last ones without validation rows).
     verbose : int, default=0
         Log every epoch's losses at INFO level (on this module's logger) when > 0.
 
@@ -384,6 +398,8 @@ def train_networks(config, X, y, train_index, valid_index=None, *, seeds, device
         If the shapes of ``X``, ``y``, the indices or ``seeds`` do not fit together.
     TrainingDivergedError
         If a member's training or validation epoch loss is NaN or infinite.
+    TimeLimitExceeded
+        If training runs past ``time_limit``.
     """
     config = normalize_config(config)
     device = resolve_device(device)
@@ -408,7 +424,7 @@ def train_networks(config, X, y, train_index, valid_index=None, *, seeds, device
     cuda = [torch.device(device).index or 0] if device.startswith("cuda") else []
     with torch.random.fork_rng(devices=cuda):
         run = _Run(config, X.to(device), Y.contiguous().to(device), train_index, valid_index,
-                   seeds, device, verbose)
+                   seeds, device, verbose, time_limit=time_limit, stop_after=stop_after)
         results = run.run()
     logger.debug("trained %d members in one batch: %s epochs", n_members,
                  [r.n_epochs for r in results])
