@@ -57,15 +57,15 @@ def test_members_are_readable_and_marked_in_the_results(fitted):
 
 
 def test_greedy_ensemble_is_no_worse_than_its_best_member_on_validation(fitted, regression_data):
-    # Scored on the second split, each candidate as its three networks' mixture.
-    best_single = min(r["rescore_nll"] for r in fitted.rescored_)
+    # Scored on both validation parts (of equal size): a candidate alone scores the mean of
+    # its two NLLs there.
+    best_single = min((r["valid_nll"] + r["rescore_nll"]) / 2 for r in fitted.rescored_)
     assert fitted.validation_nll_ <= best_single + 1e-9
     X, y, _, _ = regression_data
-    # One network a candidate: scored on both validation parts (of equal size), where a
-    # candidate alone scores the mean of its two NLLs.
-    one = auto(rescore_networks=1).fit(X, y)
-    assert one.validation_nll_ <= min((r["valid_nll"] + r["rescore_nll"]) / 2
-                                      for r in one.rescored_) + 1e-9
+    # Rescored as three networks: scored on the second split alone, each candidate as its
+    # networks' mixture.
+    three = auto(rescore_networks=3).fit(X, y)
+    assert three.validation_nll_ <= min(r["rescore_nll"] for r in three.rescored_) + 1e-9
     alone = auto(rescore_top=0).fit(X, y)
     assert alone.validation_nll_ <= alone.search_results_["valid_nll"].min() + 1e-9
 
@@ -238,7 +238,7 @@ def test_the_refit_starts_its_longest_networks_first(regression_data, monkeypatc
     _time_candidates(monkeypatch, lambda entry: float(entry.trial_id))  # later, longer
     submitted = _record_trainings(monkeypatch, refits=True)
     X, y, _, _ = regression_data
-    est = auto(ensemble_size=4, rescore_networks=1).fit(X, y)  # picks several configs here
+    est = auto(ensemble_size=4).fit(X, y)
     ids = [m["trial_id"] for m in est.members_]
     configs = {m["trial_id"]: m["config"] for m in est.members_}
     [order] = submitted
@@ -505,10 +505,10 @@ def test_the_time_budget_keeps_time_for_the_refit():
                              rescore_top=0)._time_reserve(timed, 2, 1.25) == 0
     # Rescoring the best ten (six here) two at a time, each round as long as its slowest
     # search time (6, 8 and 100 s), on as many rows as a trial's; a rescoring of three
-    # networks (the default) as three trainings.
-    assert AutoDEUQRegressor(time_budget=300, ensemble_size=5, rescore_networks=1)._time_reserve(
+    # networks as three trainings.
+    assert AutoDEUQRegressor(time_budget=300, ensemble_size=5)._time_reserve(
         timed, slots=2, refit_rows=1.25) == pytest.approx(114 + 1.875 * 16)
-    assert AutoDEUQRegressor(time_budget=3600, ensemble_size=5)._time_reserve(
+    assert AutoDEUQRegressor(time_budget=3600, ensemble_size=5, rescore_networks=3)._time_reserve(
         timed, slots=2, refit_rows=1.25) == pytest.approx(3 * 114 + 1.875 * 16)
     assert AutoDEUQRegressor(max_evals=5)._time_reserve(timed, 2, 1.25) == 0
 
@@ -518,11 +518,10 @@ def test_the_time_budget_keeps_time_for_slow_best_candidates():
     # search is sized on the candidates it will retrain, not on a typical one (the best
     # five's median, 1 s, kept 13 s where rescoring and refitting them takes over 200 s).
     # The best may be refitted as all five networks: each counts as 40 s, three rounds.
-    # Each rescoring trains three networks, counted as three trainings.
     timed = [(0.1, 40.0), (0.2, 40.0)] + [(1.0 + i, 1.0) for i in range(20)]
     est = AutoDEUQRegressor(time_budget=3600, ensemble_size=5)
     assert est._time_reserve(timed, slots=2, refit_rows=1.25) == pytest.approx(
-        3 * (40 + 4 * 1) + 3 * 1.5 * 1.25 * 40)
+        40 + 4 * 1 + 3 * 1.5 * 1.25 * 40)
 
 
 def test_refits_end_at_the_time_budgets_deadline(regression_data, monkeypatch):

@@ -70,16 +70,18 @@ random_state, verbose, early_discard, security
         search's validation part alone. It costs ``ceil(rescore_top / n_jobs)`` rounds of
         training, kept out of ``time_budget`` like the refit's; with a budget, a round
         starts only if it and the refit still fit (``rescored_`` shows what was rescored).
-    rescore_networks : int, default=3
+    rescore_networks : int, default=1
         Networks each rescored candidate trains on the second split, from independent seeds,
-        together in one batched pass (:func:`autodeuq.nn.train_networks`); the candidate is
-        scored as their equal mixture, and with more than one the ensemble is selected on
-        the second split alone. The refit trains a selected configuration as several
-        networks, and configurations gain very differently from that averaging: on UCI
-        energy the searched validation NLL of the twelve best candidates and the test NLL
-        of five refitted networks of each were not correlated (Spearman 0.04), their NLL as
-        four networks on a second split was (0.71). 1 rescores one network per candidate
-        and selects on both validation parts together.
+        together in one batched pass (:func:`autodeuq.nn.train_networks`). With 1, the
+        ensemble is selected on both validation parts together. With more, each candidate
+        is scored as its networks' equal mixture (what the refit makes of a configuration
+        it selects with a large weight) and the ensemble is selected on the second split
+        alone, the search's part having chosen the pool. On UCI energy split 0 the
+        search's validation NLL of its twelve best candidates did not rank the test NLL of
+        five refitted networks of each (Spearman 0.04), their NLL as four networks on a
+        second split did (0.71); but in a 300-s budget, where each rescoring then costs up
+        to that many trainings, three networks gave no better test NLL on energy and
+        concrete (``benchmarks/RESULTS.md``), so 1 is the default.
     max_in_memory : int, default=50
         Candidates whose weights stay in memory (the best ones); the others keep only their
         validation predictions, so memory stays bounded in a long search. A selected member
@@ -117,12 +119,13 @@ random_state, verbose, early_discard, security
         sharing its weight) and there are ``ensemble_size`` networks in all.
     validation_nll_ : float
         The selected (searched, not refitted) ensemble's mixture NLL on the validation part
-        (with ``rescore_top``, on both validation parts), in the units of y, after
-        recalibration.
+        it was selected on, in the units of y, after recalibration: with rescoring, the
+        second split's (each candidate as its ``rescore_networks`` networks), or both parts'
+        with ``rescore_networks=1``.
     rescored_ : list of dict
         Per rescored candidate: ``trial_id``, ``valid_nll`` (the search's) and
-        ``rescore_nll`` (on the second split; None when its training failed), units of y;
-        empty without rescoring.
+        ``rescore_nll`` (on the second split, the mixture of its ``rescore_networks``
+        networks; None when its training failed), units of y; empty without rescoring.
     std_scale_ : float
         The recalibration factor on the members' stds (1 without ``recalibrate``).
     search_results_ : pandas.DataFrame
@@ -142,7 +145,7 @@ random_state, verbose, early_discard, security
     def __init__(self, search_space=None, algorithm="agebo", max_evals=100, time_budget=None,
                  n_jobs=None, backend="dask", scheduler=None, devices=None, trials_per_device=1,
                  trial_timeout=None, validation_fraction=0.2, ensemble_size=5, selection="greedy",
-                 rescore_top=10, rescore_networks=3, max_in_memory=50, refit=True,
+                 rescore_top=10, rescore_networks=1, max_in_memory=50, refit=True,
                  recalibrate="widen", initial_configs="default", checkpoint_dir=None,
                  random_state=None, verbose=0, early_discard=None, security=None):
         self.search_space = search_space
