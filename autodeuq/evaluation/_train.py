@@ -9,6 +9,7 @@ import numpy as np
 
 from ..exceptions import TimeLimitExceeded, TrainingDivergedError
 from ..nn import gaussian_nll_loss, predict_in_batches, train_network, train_networks
+from ..uncertainty import NormalMixture, nll
 from ._result import TrialResult
 
 __all__ = ["Resplit", "held_out_targets", "refit_data", "resplit_data", "train_candidate",
@@ -258,8 +259,6 @@ def _train_together(config, data, seed, networks, device, time_limit, stop_after
     training, an early-stopping and a validation part), trained together from seeds spawned
     from ``seed``; scored as their equal mixture on the validation part. Raises as
     :func:`train_network` does (the caller makes a result of it)."""
-    from scipy.special import logsumexp
-
     n_train, n_stop = len(data["y_train"]), len(data.get("y_stop", ()))
     X = np.concatenate([data["X_train"], data["X_stop"]]) if n_stop else data["X_train"]
     y = np.concatenate([data["y_train"], data["y_stop"]]) if n_stop else data["y_train"]
@@ -271,9 +270,10 @@ def _train_together(config, data, seed, networks, device, time_limit, stop_after
     predictions = [predict_in_batches(t.module, data["X_valid"]) for t in trained]
     mean = np.stack([m.numpy() for m, _ in predictions]).astype(np.float64)
     var = np.stack([v.numpy() for _, v in predictions]).astype(np.float64)
-    y_valid = np.asarray(data["y_valid"], dtype=np.float64)
-    log_p = -0.5 * (np.log(2 * np.pi * var) + (y_valid - mean) ** 2 / var)
-    objective = float(-np.mean(logsumexp(log_p, axis=0) - np.log(networks)))
+    if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(var)) and np.all(var > 0)):
+        raise TrainingDivergedError("validation predictions are not finite")
+    objective = nll(np.asarray(data["y_valid"], dtype=np.float64),
+                    NormalMixture(mean, np.sqrt(var)))
     if not np.isfinite(objective):
         raise TrainingDivergedError(f"validation NLL is {objective}")
     return TrialResult(status="success", objective=objective, valid_mean=mean, valid_var=var,
