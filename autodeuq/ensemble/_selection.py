@@ -12,6 +12,8 @@ import numbers
 import numpy as np
 from scipy.special import logsumexp
 
+from ..uncertainty import mixture_moments
+
 __all__ = ["GreedySelector", "Selector", "TopKSelector", "make_selector"]
 
 _LOG_SQRT_2PI = 0.5 * np.log(2.0 * np.pi)
@@ -112,8 +114,9 @@ def _log_densities(y, means, variances):
 def _moments(means, variances):
     """Each candidate of several networks as one Gaussian of its mixture's mean and variance
     (the law of total variance), for selectors that take one Gaussian per candidate."""
-    mean = means.mean(axis=1)
-    return mean, (variances + np.square(means - mean[:, None, :])).mean(axis=1)
+    moments = [mixture_moments(m, v) for m, v in zip(means, variances, strict=True)]
+    return (np.stack([mean for mean, _, _ in moments]),
+            np.stack([aleatoric + epistemic for _, aleatoric, epistemic in moments]))
 
 
 class Selector(abc.ABC):

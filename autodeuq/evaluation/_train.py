@@ -208,11 +208,11 @@ def _run_trial(config, data, seed, device, time_limit, trial_id, deadline, holdo
         return TrialResult(status="timeout", end=start, error="the search's time budget ran "
                            "out before this trial started", **common)
     try:
-        if isinstance(holdout, Resplit) and holdout.networks > 1:
-            return _train_together(config, resplit_data(data, holdout), seed, holdout.networks,
-                                   device, time_limit, stop_after, common)
         if isinstance(holdout, Resplit):
             data = resplit_data(data, holdout)
+            if holdout.networks > 1:
+                return _train_together(config, data, seed, holdout.networks, device,
+                                       time_limit, stop_after, common)
         elif holdout is not None:
             data = refit_data(data, holdout, seed)
         stop = "X_stop" in data
@@ -277,6 +277,6 @@ def _train_together(config, data, seed, networks, device, time_limit, stop_after
     if not np.isfinite(objective):
         raise TrainingDivergedError(f"validation NLL is {objective}")
     return TrialResult(status="success", objective=objective, valid_mean=mean, valid_var=var,
-                       n_epochs=max(len(t.history) for t in trained),
+                       n_epochs=max(t.n_epochs for t in trained),
                        best_epoch=max(t.best_epoch for t in trained), end=time.time(),
                        **common)

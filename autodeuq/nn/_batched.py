@@ -44,7 +44,8 @@ import time
 import numpy as np
 import torch
 
-from ..exceptions import TimeLimitExceeded, TrainingDivergedError
+from ..exceptions import TrainingDivergedError
+from ._callbacks import time_limit_exceeded
 from ._config import normalize_config
 from ._device import resolve_device
 from ._loss import _HALF_LOG_2PI
@@ -326,9 +327,7 @@ class _Run:
                 self.fit_time[k] = now - start
             elapsed = now - start
             if self.time_limit is not None and elapsed > self.time_limit:
-                raise TimeLimitExceeded(
-                    f"training ran {elapsed:.1f}s, past its time limit of {self.time_limit}s, "
-                    f"after {epoch} epochs. Raise the limit or lower max_epochs.")
+                raise time_limit_exceeded(elapsed, self.time_limit, epoch)
             if self.has_valid:
                 keep = self._keep_best(epoch, rows)
                 if not keep:

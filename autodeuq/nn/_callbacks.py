@@ -99,6 +99,15 @@ class DivergenceGuard(Callback):
                 )
 
 
+def time_limit_exceeded(elapsed, seconds, epochs):
+    """The error of a training that ran ``elapsed`` seconds, past its limit of ``seconds``,
+    after ``epochs`` epochs (single or batched training alike)."""
+    return TimeLimitExceeded(
+        f"training ran {elapsed:.1f}s, past its time limit of {seconds}s, after {epochs} "
+        f"epochs. Raise the limit or lower max_epochs."
+    )
+
+
 class TimeLimit(Callback):
     """End training once it has run ``seconds``, checked at the end of every epoch.
 
@@ -123,10 +132,7 @@ class TimeLimit(Callback):
         if elapsed > self.seconds and self.graceful:
             net.stop_training_ = True
         elif elapsed > self.seconds:
-            raise TimeLimitExceeded(
-                f"training ran {elapsed:.1f}s, past its time limit of {self.seconds}s, after "
-                f"{len(net.history)} epochs. Raise the limit or lower max_epochs."
-            )
+            raise time_limit_exceeded(elapsed, self.seconds, len(net.history))
 
 
 class RungStop(Callback):
