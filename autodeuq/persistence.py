@@ -67,7 +67,7 @@ __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "load", "save"]
 FORMAT_NAME = "autodeuq.model"
 #: ``(major, minor)`` of the format :func:`save` writes; :func:`load` reads every minor
 #: version of this major version.
-FORMAT_VERSION = (1, 0)
+FORMAT_VERSION = (1, 1)
 
 _MODEL_JSON = "model.json"
 _ARRAYS = "arrays/"
@@ -415,9 +415,29 @@ def _write_gaussian(est, w, key):
         "best_epoch_": _encode(est.best_epoch_),
         "validation_nll_": _encode(est.validation_nll_),
         "std_scale_": _encode(getattr(est, "std_scale_", 1.0)),
+        "interval_pits_": _write_pits(est, w, key),
         "history_": _encode(est.history_),
     })
     return fitted
+
+
+def _write_pits(est, w, key):
+    """The interval calibration's held-out CDF values (null when there is none)."""
+    pits = getattr(est, "interval_pits_", None)  # absent on estimators pickled before
+    return None if pits is None else w.array(f"{key}/interval_pits_",
+                                             np.asarray(pits, dtype=np.float64))
+
+
+def _read_pits(fitted, r, where):
+    """``interval_pits_``: None when not calibrated (and in files written before 1.1)."""
+    ref = fitted.get("interval_pits_")
+    if ref is None:
+        return None
+    pits = r.array(ref, f"{where}.interval_pits_")
+    if (pits.ndim != 1 or pits.size < 2 or not np.all((pits >= 0) & (pits <= 1))
+            or np.any(np.diff(pits) < 0)):
+        raise _Broken(f"{where}.interval_pits_ must be at least 2 sorted values in [0, 1]")
+    return pits
 
 
 def _read_gaussian(est, fitted, r, where):
@@ -448,6 +468,7 @@ def _read_gaussian(est, fitted, r, where):
     # Files written before networks carried a recalibration factor have none: 1.
     est.std_scale_ = (_decode_number(fitted, "std_scale_", where, positive=True)
                       if "std_scale_" in fitted else 1.0)
+    est.interval_pits_ = _read_pits(fitted, r, where)
     est.history_ = _decode(_field(fitted, "history_", where, list), f"{where}.history_")
 
     saved = _field(fitted, "module_", where, dict)
@@ -487,6 +508,7 @@ def _write_ensemble(est, w, key):
     _write_features(est, fitted)
     fitted["weights_"] = w.array(f"{key}/weights_", est.weights_)
     fitted["std_scale_"] = _encode(getattr(est, "std_scale_", 1.0))
+    fitted["interval_pits_"] = _write_pits(est, w, key)
     fitted["estimators_"] = [_write_node(member, w, f"{key}/estimators_/{i}")
                              for i, member in enumerate(est.estimators_)]
     return fitted
@@ -508,6 +530,7 @@ def _read_ensemble(est, fitted, r, where):
     est.estimators_ = members
     est.weights_ = weights
     est.std_scale_ = _decode_number(fitted, "std_scale_", where, positive=True)
+    est.interval_pits_ = _read_pits(fitted, r, where)
     return est
 
 

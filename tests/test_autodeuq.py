@@ -11,6 +11,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from autodeuq import AutoDEUQRegressor, DeepEnsembleRegressor
 from autodeuq.space import Float, Int
+from autodeuq.uncertainty import calibrated_levels
 
 SPACE = {"num_layers": 1, "units_1": Int(4, 32), "learning_rate": Float(1e-3, 3e-2, log=True),
          "max_epochs": 40, "patience": 10}
@@ -42,6 +43,43 @@ def test_the_fitted_result_is_a_pipeline_holding_the_ensemble(fitted, regression
     np.testing.assert_array_equal(unc.mean, fitted.pipeline_.predict(X_test))
     lower, upper = fitted.predict_interval(X_test, coverage=0.9)
     assert np.all(lower < upper)
+
+
+def test_intervals_are_calibrated_on_the_validation_predictions(fitted, regression_data):
+    _, y, X_test, y_test = regression_data
+    ensemble = fitted.pipeline_[-1]
+    pits = ensemble.interval_pits_
+    # The searched ensemble's CDF at every validation point (both parts, with rescoring).
+    assert pits.ndim == 1
+    assert len(pits) > 0.2 * len(y)
+    assert np.all(np.diff(pits) >= 0)
+    assert np.all((pits >= 0) & (pits <= 1))
+    dist = fitted.predict_distribution(X_test)
+    for coverage in (0.5, 0.9):
+        lower, upper = calibrated_levels(pits, coverage)
+        want = dist.ppf(np.full(len(X_test), lower)), dist.ppf(np.full(len(X_test), upper))
+        got = fitted.predict_interval(X_test, coverage=coverage)
+        np.testing.assert_array_equal(got[0], want[0])
+        np.testing.assert_array_equal(got[1], want[1])
+        # The pipeline alone gives the same intervals.
+        alone = ensemble.predict_interval(fitted.pipeline_[:-1].transform(X_test), coverage)
+        np.testing.assert_array_equal(alone[0], got[0])
+    # Calibrating again on other held-out data replaces the levels, not the distribution.
+    again = pickle.loads(pickle.dumps(fitted))
+    assert again.calibrate_intervals(X_test, y_test) is again
+    np.testing.assert_array_equal(again.pipeline_[-1].interval_pits_,
+                                  np.sort(dist.cdf(y_test)))
+    np.testing.assert_array_equal(again.predict_distribution(X_test).stds, dist.stds)
+
+
+def test_without_interval_calibration_the_interval_is_the_mixtures(regression_data):
+    X, y, X_test, _ = regression_data
+    est = auto(max_evals=4, interval_calibration=False).fit(X, y)
+    assert est.pipeline_[-1].interval_pits_ is None
+    want = est.predict_distribution(X_test).interval(0.9)
+    got = est.predict_interval(X_test, coverage=0.9)
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_array_equal(got[1], want[1])
 
 
 def test_members_are_readable_and_marked_in_the_results(fitted):

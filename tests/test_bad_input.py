@@ -406,6 +406,24 @@ def test_recalibrate_bad_input(fitted, data):
             fitted["ensemble"].recalibrate(X[:, :2], y)
 
 
+def test_calibrate_intervals_bad_input(fitted, data):
+    X, y = data
+    with pytest.raises(NotFittedError, match="not fitted"):
+        ensemble().calibrate_intervals(X, y)
+    frame = pd.DataFrame(X, columns=["a", "b", "c"])
+    est = fitted["ensemble"]
+    with pytest.raises(ValueError, match="y must be one target"):
+        est.calibrate_intervals(frame, np.column_stack([y, y]))
+    with pytest.raises(ValueError, match="y must hold numbers only"):
+        est.calibrate_intervals(frame, np.array(["a"] * len(y)))
+    with pytest.raises(ValueError, match=r"y must hold one target per row of X, at least 2; "
+                                         r"got 9 for 10 rows"):
+        est.calibrate_intervals(frame[:10], y[:9])
+    with pytest.raises(ValueError, match="y must be finite; got NaN"):
+        est.calibrate_intervals(frame[:10], np.r_[y[:9], np.nan])
+    assert getattr(est, "interval_pits_", None) is None  # nothing half-done kept
+
+
 # -- parameters ---------------------------------------------------------------------------------
 
 NETWORK_PARAMS = [
@@ -521,6 +539,10 @@ SEARCH_PARAMS = [
      "initial_configs[0] is not a configuration of the search space"),
     ("nas", {"verbose": "loud"}, ValueError, "verbose must be an int >= 0"),
     ("nas", {"refit": "yes"}, ValueError, "refit must be True or False"),
+    ("auto", {"interval_calibration": "yes"}, ValueError,
+     "interval_calibration must be True or False"),
+    ("nas", {"interval_calibration": None}, ValueError,
+     "interval_calibration must be True or False"),
     ("nas", {"rescore_top": -1}, ValueError, "rescore_top must be an int >= 0"),
     ("nas", {"random_state": -1}, ValueError, "random_state must be None, an int >= 0"),
     ("auto", {"ensemble_size": 0}, ValueError, "ensemble_size must be an int >= 1"),

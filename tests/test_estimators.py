@@ -92,6 +92,37 @@ def test_recalibrate_scales_every_members_std(regression_data):
         est.std_scale_, rel=1e-6)
 
 
+@pytest.mark.parametrize("kind", ["single", "ensemble"])
+def test_calibrate_intervals_moves_the_interval_not_the_distribution(regression_data, kind):
+    X, y, X_test, y_test = regression_data
+    est = (single() if kind == "single" else ensemble()).fit(X, y)
+    est.std_scale_ = 4.0  # far too wide: the raw 90% interval holds every held-out point
+    before = est.predict_distribution(X_test)
+    raw_lower, raw_upper = est.predict_interval(X_test, coverage=0.9)
+    np.testing.assert_array_equal(raw_lower, before.interval(0.9)[0])
+    assert est.interval_pits_ is None
+    assert est.calibrate_intervals(X_test, y_test) is est
+    np.testing.assert_array_equal(est.interval_pits_, np.sort(before.cdf(y_test)))
+    after = est.predict_distribution(X_test)
+    np.testing.assert_array_equal(after.means, before.means)
+    np.testing.assert_array_equal(after.stds, before.stds)
+    lower, upper = est.predict_interval(X_test, coverage=0.9)
+    assert np.all(lower < upper)
+    assert np.all(upper - lower < raw_upper - raw_lower)
+    # On the points it was calibrated on, the interval holds 90% of them, up to the ranks'
+    # granularity (the conformal ranks err wide by at most one point per side).
+    n = len(y_test)
+    inside = np.mean((y_test >= lower) & (y_test <= upper))
+    assert np.mean((y_test >= raw_lower) & (y_test <= raw_upper)) == 1.0
+    assert 0.9 - 1 / n <= inside <= 0.9 + 3 / n
+    # fit starts again uncalibrated; recalibrating the stds drops the calibration made with
+    # the old ones.
+    assert est.fit(X, y).interval_pits_ is None
+    if kind == "ensemble":
+        est.calibrate_intervals(X_test, y_test).recalibrate(X_test, y_test)
+        assert est.interval_pits_ is None
+
+
 def test_ensemble_weights_are_respected(regression_data):
     X, y, X_test, _ = regression_data
     est = DeepEnsembleRegressor(single(), n_members=2, weights=[3, 1], random_state=0).fit(X, y)

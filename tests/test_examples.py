@@ -77,6 +77,11 @@ def test_uci_benchmark(tmp_path, capsys):
     searched = [r for r in rows if r["estimator"] in ("nas", "autodeuq")]
     assert all(r["trials"] >= 1 and r["rescored"] >= 0 for r in searched)
     assert not any("rescored" in r for r in rows if r not in searched)
+    # The estimators' own intervals: the mixture's where nothing calibrates them.
+    assert all(0 <= r["interval_coverage"] <= 1 for r in rows)
+    assert all(abs(r["interval_coverage"] - r["coverage"]) <= 1 / 6 for r in rows
+               if r not in searched)
+    assert "| 90% coverage (predict_interval) | 90% coverage (mixture) |" in table
 
 
 def test_uci_benchmark_seeds(tmp_path, capsys):

@@ -11,6 +11,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from autodeuq import NASRegressor
 from autodeuq.estimators import SearchFailedError
 from autodeuq.space import Float, Int
+from autodeuq.uncertainty import calibrated_levels
 
 TINY_SPACE = {"num_layers": 1, "units_1": Int(4, 16), "learning_rate": Float(1e-3, 1e-1, log=True),
               "max_epochs": 15, "patience": 5}
@@ -112,6 +113,28 @@ def test_the_kept_network_is_recalibrated_on_its_held_out_predictions(regression
     # of the held-out predictions it was fitted on, which is checked by fit_std_scale's tests.
     assert fits["widen"].std_scale_ == max(1.0, fits["fit"].std_scale_)
     assert fits["fit"].std_scale_ != 1.0
+
+
+def test_the_kept_networks_intervals_are_calibrated_on_its_held_out_predictions(
+        regression_data):
+    X, y, X_test, _ = regression_data
+    fits = {calibrate: nas(refit=True, rescore_top=3, interval_calibration=calibrate).fit(X, y)
+            for calibrate in (False, True)}
+    raw, est = fits[False], fits[True]
+    assert raw.pipeline_[-1].interval_pits_ is None
+    np.testing.assert_array_equal(raw.predict_interval(X_test)[1],
+                                  raw.predict_distribution(X_test).interval(0.9)[1])
+    pits = est.pipeline_[-1].interval_pits_
+    assert len(pits) >= 0.2 * len(y)  # the validation part, and the second with rescoring
+    assert np.all(np.diff(pits) >= 0)
+    # The same network (serial: the same search and refit); only the levels differ.
+    np.testing.assert_array_equal(est.predict(X_test), raw.predict(X_test))
+    lower, upper = calibrated_levels(pits, 0.8)
+    dist = est.predict_distribution(X_test)
+    np.testing.assert_array_equal(est.predict_interval(X_test, coverage=0.8)[0],
+                                  dist.ppf(np.full(len(X_test), lower)))
+    np.testing.assert_array_equal(est.predict_interval(X_test, coverage=0.8)[1],
+                                  dist.ppf(np.full(len(X_test), upper)))
 
 
 def test_failed_refit_keeps_the_searched_network(fitted, regression_data, monkeypatch):

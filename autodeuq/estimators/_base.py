@@ -9,6 +9,7 @@ from sklearn.utils.validation import check_is_fitted as _sk_check_is_fitted
 from sklearn.utils.validation import validate_data as _sk_validate_data
 
 from ..exceptions import NotFittedError
+from ..uncertainty import calibrated_levels
 
 __all__ = [
     "UncertaintyRegressorMixin",
@@ -157,7 +158,8 @@ def validate_data(estimator, X="no_validation", y="no_validation", **kwargs):
 
 
 class UncertaintyRegressorMixin:
-    """``predict``, ``predict_uncertainty`` and ``predict_interval`` from ``predict_distribution``.
+    """``predict``, ``predict_uncertainty``, ``predict_interval`` and ``calibrate_intervals``
+    from ``predict_distribution``.
 
     A subclass implements ``predict_distribution(X)``, returning a
     :class:`~autodeuq.uncertainty.NormalMixture` in the units of y.
@@ -230,19 +232,68 @@ class UncertaintyRegressorMixin:
         return self.predict_distribution(X).uncertainty()
 
     def predict_interval(self, X, coverage=0.9):
-        """Predict the central interval holding ``coverage`` of the predictive mass.
+        """Predict the central interval that holds ``coverage`` of new points.
+
+        Without interval calibration (``interval_pits_`` None), the ``(1 - coverage) / 2`` and
+        ``(1 + coverage) / 2`` quantiles of the predictive distribution. After
+        ``calibrate_intervals`` (which the searching estimators do on their validation
+        part, see ``interval_calibration``), the quantiles at the levels whose interval held
+        ``coverage`` of the held-out points (:func:`autodeuq.uncertainty.calibrated_levels`):
+        the interval then holds ``coverage`` of points drawn as the held-out ones were, even
+        where the distribution is too wide or too narrow. The distribution itself
+        (``predict_distribution``, ``predict_uncertainty``) is the same either way.
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
         coverage : float, default=0.9
-            Probability mass inside the interval, in (0, 1).
+            The fraction of new points the interval should hold, in (0, 1).
 
         Returns
         -------
         lower, upper : ndarray of shape (n_samples,)
         """
-        if not isinstance(coverage, numbers.Real) or not 0.0 < coverage < 1.0:
+        if (not isinstance(coverage, numbers.Real) or isinstance(coverage, bool)
+                or not 0.0 < coverage < 1.0):
             raise ValueError(f"coverage must be a float in (0, 1); got {coverage!r}. Use e.g. "
                              "0.9 for a 90% interval.")
-        return self.predict_distribution(X).interval(coverage)
+        dist = self.predict_distribution(X)
+        pits = getattr(self, "interval_pits_", None)  # absent on estimators pickled before
+        if pits is None:
+            return dist.interval(coverage)
+        lower, upper = calibrated_levels(pits, coverage)
+        n = dist.n_samples
+        return dist.ppf(np.full(n, lower)), dist.ppf(np.full(n, upper))
+
+    def calibrate_intervals(self, X, y):
+        """Calibrate ``predict_interval`` on held-out ``(X, y)`` (quantile recalibration).
+
+        Keeps the predictive CDF's values at the held-out targets (``interval_pits_``, sorted),
+        from which ``predict_interval`` takes the levels of every coverage's interval
+        (Kuleshov, Fenner and Ermon, ICML 2018). Use data the model was not trained on, a few
+        hundred points or more: the interval's coverage is then as good as the held-out
+        sample's, whatever the shape of the model's errors. The predictive distribution is
+        not changed.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+            At least 2 points.
+
+        Returns
+        -------
+        self
+        """
+        check_target(y)
+        _check_numeric("y", y)
+        dist = self.predict_distribution(X)  # checks that it is fitted, and X
+        y = np.ravel(np.asarray(y, dtype=np.float64))
+        if y.shape[0] != dist.n_samples or y.shape[0] < 2:
+            raise ValueError(f"y must hold one target per row of X, at least 2; got {y.shape[0]} "
+                             f"for {dist.n_samples} rows. Pass the held-out X and y together.")
+        if not np.all(np.isfinite(y)):
+            raise ValueError("y must be finite; got NaN or infinite values. Drop those rows, "
+                             "e.g. keep = np.isfinite(y).")
+        self.interval_pits_ = np.sort(dist.cdf(y))
+        return self

@@ -109,6 +109,10 @@ class DeepEnsembleRegressor(UncertaintyRegressorMixin, RegressorMixin, BaseEstim
     std_scale_ : float
         Factor on every member's standard deviation: 1 after ``fit``, set by
         :meth:`recalibrate`.
+    interval_pits_ : ndarray of shape (n_held_out,) or None
+        Sorted predictive CDF values of held-out targets that calibrate
+        :meth:`predict_interval`: None after ``fit``, set by :meth:`calibrate_intervals` (and
+        by :class:`AutoDEUQRegressor` on its validation part).
     n_features_in_ : int
     feature_names_in_ : ndarray of str
         Only when X has feature names.
@@ -256,6 +260,7 @@ class DeepEnsembleRegressor(UncertaintyRegressorMixin, RegressorMixin, BaseEstim
         self.estimators_ = list(fitted)
         self.weights_ = weights
         self.std_scale_ = 1.0
+        self.interval_pits_ = None
         return self
 
     def recalibrate(self, X, y):
@@ -263,7 +268,9 @@ class DeepEnsembleRegressor(UncertaintyRegressorMixin, RegressorMixin, BaseEstim
 
         A post-hoc correction for members over- or under-confident about the noise: the
         means, so the epistemic part, are unchanged; the aleatoric variance is multiplied by
-        ``std_scale_**2``. Use data the members were not trained on.
+        ``std_scale_**2``. Use data the members were not trained on. An interval
+        calibration (``interval_pits_``) was measured with the old stds, so it is dropped:
+        call :meth:`calibrate_intervals` after this, not before.
 
         Parameters
         ----------
@@ -279,14 +286,17 @@ class DeepEnsembleRegressor(UncertaintyRegressorMixin, RegressorMixin, BaseEstim
         X, y = validate_data(self, X, y, reset=False, y_numeric=True, dtype=np.float64)
         self.std_scale_ = 1.0
         self.std_scale_ = fit_std_scale(y, self.predict_distribution(X))
+        self.interval_pits_ = None
         return self
 
     @classmethod
-    def _from_fitted(cls, members, weights, n_features, random_state=None, std_scale=1.0):
+    def _from_fitted(cls, members, weights, n_features, random_state=None, std_scale=1.0,
+                     interval_pits=None):
         """An ensemble of members already trained elsewhere (a search's catalogue).
 
         Its parameters describe the same members as unfitted estimators, so ``clone`` gives
-        an ensemble that trains those configurations afresh.
+        an ensemble that trains those configurations afresh. ``interval_pits``: sorted
+        predictive CDF values of held-out targets, or None (intervals not calibrated).
         """
         weights = np.asarray(weights, dtype=float)
         est = cls(members=[clone(m) for m in members], weights=weights.tolist(),
@@ -295,6 +305,7 @@ class DeepEnsembleRegressor(UncertaintyRegressorMixin, RegressorMixin, BaseEstim
         est.weights_ = weights / weights.sum()
         est.n_features_in_ = n_features
         est.std_scale_ = float(std_scale)
+        est.interval_pits_ = None if interval_pits is None else np.sort(interval_pits)
         return est
 
     def predict_distribution(self, X):

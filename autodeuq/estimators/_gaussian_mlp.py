@@ -102,6 +102,10 @@ class GaussianMLPRegressor(UncertaintyRegressorMixin, RegressorMixin, BaseEstima
     std_scale_ : float
         Factor on the predicted standard deviation: 1 when fitted here; a search
         (:class:`NASRegressor`) sets it when it recalibrates the network it keeps.
+    interval_pits_ : ndarray of shape (n_held_out,) or None
+        Sorted predictive CDF values of held-out targets that calibrate
+        :meth:`predict_interval`: None when fitted here, set by :meth:`calibrate_intervals`
+        (and by :class:`NASRegressor` on its validation part).
     n_features_in_ : int
     feature_names_in_ : ndarray of str
         Only when X has feature names.
@@ -264,6 +268,7 @@ class GaussianMLPRegressor(UncertaintyRegressorMixin, RegressorMixin, BaseEstima
         valid_loss = result.best_valid_loss
         self.validation_nll_ = None if valid_loss is None else valid_loss + math.log(y_scale)
         self.std_scale_ = 1.0
+        self.interval_pits_ = None
         # Trained in float32; kept in float64 so that a row's prediction does not depend on
         # the other rows of the batch (float32 matrix products round differently by shape).
         self.module_ = result.module.double()
@@ -288,6 +293,7 @@ class GaussianMLPRegressor(UncertaintyRegressorMixin, RegressorMixin, BaseEstima
         est.n_epochs_, est.best_epoch_ = n_epochs, best_epoch
         est.validation_nll_ = validation_nll
         est.std_scale_ = 1.0
+        est.interval_pits_ = None
         return est
 
     def _predict_standardized(self, X):

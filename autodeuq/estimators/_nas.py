@@ -91,6 +91,10 @@ class NASRegressor(SearchRegressorBase):
         ``"widen"`` applies the factor only when it is above 1, ``"fit"`` (or True) also
         narrows, False keeps the std as trained. Narrowing is not the default, for the reason
         given at :class:`AutoDEUQRegressor`: the points that picked the winner flatter it.
+    interval_calibration : bool, default=True
+        Calibrate :meth:`predict_interval` on the same held-out predictions (quantile
+        recalibration, as :class:`AutoDEUQRegressor` does; see :meth:`calibrate_intervals`).
+        The predictive distribution is not changed. False: the network's own quantiles.
     initial_configs : None, "default" or list of dict, default="default"
         Configurations the search evaluates first. ``"default"`` starts from
         :class:`GaussianMLPRegressor`'s defaults brought into the search space (a strong first
@@ -166,8 +170,9 @@ class NASRegressor(SearchRegressorBase):
     def __init__(self, search_space=None, algorithm="agebo", max_evals=50, time_budget=None,
                  n_jobs=None, backend="dask", scheduler=None, devices=None, trials_per_device=1,
                  trial_timeout=None, validation_fraction=0.2, refit=True, rescore_top=3,
-                 recalibrate="widen", initial_configs="default", checkpoint_dir=None,
-                 random_state=None, verbose=0, early_discard=None, security=None):
+                 recalibrate="widen", interval_calibration=True, initial_configs="default",
+                 checkpoint_dir=None, random_state=None, verbose=0, early_discard=None,
+                 security=None):
         self.search_space = search_space
         self.algorithm = algorithm
         self.max_evals = max_evals
@@ -182,6 +187,7 @@ class NASRegressor(SearchRegressorBase):
         self.refit = refit
         self.rescore_top = rescore_top
         self.recalibrate = recalibrate
+        self.interval_calibration = interval_calibration
         self.initial_configs = initial_configs
         self.checkpoint_dir = checkpoint_dir
         self.random_state = random_state
@@ -212,7 +218,7 @@ class NASRegressor(SearchRegressorBase):
         -------
         self
         """
-        self._check_bools("refit")
+        self._check_bools("refit", "interval_calibration")
         if (not isinstance(self.rescore_top, numbers.Integral) or isinstance(self.rescore_top, bool)
                 or self.rescore_top < 0):
             raise ValueError(f"rescore_top must be an int >= 0; got {self.rescore_top!r}. Use 0 "
@@ -244,13 +250,16 @@ class NASRegressor(SearchRegressorBase):
                     y_again = held_out_targets(outcome.data, self.validation_fraction,
                                                again.seed)
                     held_out.append((y_again, again.valid_mean, again.valid_var))
-            std_scale = 1.0
+            std_scale, pits = 1.0, None
             if held_out:
                 y_held, means, variances = (np.concatenate(part)
                                             for part in zip(*held_out, strict=True))
-                std_scale = recalibration_factor(
-                    recalibration, y_held.astype(np.float64),
-                    NormalMixture(means[None], np.sqrt(variances)[None], np.ones(1)))
+                y_held = y_held.astype(np.float64)
+                predicted = NormalMixture(means[None], np.sqrt(variances)[None], np.ones(1))
+                std_scale = recalibration_factor(recalibration, y_held, predicted)
+                if self.interval_calibration:
+                    pits = NormalMixture(predicted.means, predicted.stds * std_scale,
+                                         predicted.weights).cdf(y_held)
             model = None
             if self.refit:
                 [model] = self._refit_members(outcome, evaluator, [winner])
@@ -261,6 +270,7 @@ class NASRegressor(SearchRegressorBase):
                                             trial_id=winner.trial_id).state
                 model = self._member(outcome, winner, state)
             model.std_scale_ = std_scale
+            model.interval_pits_ = None if pits is None else np.sort(pits)
             return outcome, winner, model
 
         outcome, winner, model = self._search(X, y, keep_best, finish)

@@ -570,6 +570,24 @@ class SearchRegressorBase(UncertaintyRegressorMixin, RegressorMixin, BaseEstimat
         X = validate_data(self, X, reset=False, dtype=np.float64)
         return self.pipeline_[-1].predict_distribution(self.pipeline_[:-1].transform(X))
 
+    def predict_interval(self, X, coverage=0.9):
+        check_fitted(self, "pipeline_")
+        X = validate_data(self, X, reset=False, dtype=np.float64)
+        return self.pipeline_[-1].predict_interval(self.pipeline_[:-1].transform(X), coverage)
+
+    predict_interval.__doc__ = UncertaintyRegressorMixin.predict_interval.__doc__
+
+    def calibrate_intervals(self, X, y):
+        # The levels live in pipeline_[-1].interval_pits_: the pipeline alone predicts the
+        # same intervals.
+        check_fitted(self, "pipeline_")
+        check_target(y)
+        X, y = validate_data(self, X, y, reset=False, y_numeric=True, dtype=np.float64)
+        self.pipeline_[-1].calibrate_intervals(self.pipeline_[:-1].transform(X), y)
+        return self
+
+    calibrate_intervals.__doc__ = UncertaintyRegressorMixin.calibrate_intervals.__doc__
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = False

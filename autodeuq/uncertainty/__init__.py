@@ -5,7 +5,7 @@ into aleatoric and epistemic parts; the metric functions take ``(y_true, y_pred)
 scikit-learn's, with ``y_pred`` a :class:`NormalMixture`.
 """
 
-from ._calibration import fit_std_scale
+from ._calibration import calibrated_levels, fit_std_scale
 from ._metrics import (
     calibration_curve,
     calibration_error,
@@ -22,6 +22,7 @@ from ._mixture import NormalMixture, PredictiveUncertainty, mixture_moments
 __all__ = [
     "NormalMixture",
     "PredictiveUncertainty",
+    "calibrated_levels",
     "calibration_curve",
     "calibration_error",
     "coverage",

@@ -1,4 +1,8 @@
-"""Post-hoc recalibration: one factor on every component's standard deviation."""
+"""Post-hoc recalibration on held-out data: one factor on every component's standard
+deviation (the NLL), and the quantile levels of calibrated intervals."""
+
+import math
+import numbers
 
 import numpy as np
 from scipy.optimize import minimize_scalar
@@ -6,10 +10,12 @@ from scipy.optimize import minimize_scalar
 from ._metrics import nll
 from ._mixture import NormalMixture
 
-__all__ = ["fit_std_scale"]
+__all__ = ["calibrated_levels", "fit_std_scale"]
 
 # The factor is searched in [e^-3, e^3]: far beyond any honest miscalibration.
 _LOG_BOUND = 3.0
+# Calibrated levels stay this far inside (0, 1), where every quantile is finite.
+_LEVEL_EPS = 1e-12
 
 
 def fit_std_scale(y_true, y_pred, widen_only=False):
@@ -50,3 +56,57 @@ def fit_std_scale(y_true, y_pred, widen_only=False):
     # Keep 1 unless scaling really helps (a flat loss must not drift the factor).
     scale = float(np.exp(result.x)) if result.fun < loss(0.0) else 1.0
     return max(1.0, scale) if widen_only else scale
+
+
+def calibrated_levels(pits, coverage=0.9):
+    """The predictive quantile levels whose central interval held ``coverage`` of held-out data.
+
+    Quantile recalibration (Kuleshov, Fenner and Ermon, ICML 2018) with the order statistics
+    of split conformal prediction. ``pits`` are the predictive CDF's values at held-out
+    targets (the probability integral transform, ``NormalMixture.cdf(y)``). A calibrated
+    model's are uniform, and its central interval from the ``(1 - coverage) / 2`` to the
+    ``(1 + coverage) / 2`` quantile holds ``coverage`` of new points. When they are not, the
+    levels returned are the ``floor((n + 1) (1 - coverage) / 2)``-th and
+    ``ceil((n + 1) (1 + coverage) / 2)``-th smallest of the ``n`` values: an overconfident
+    model gets levels further out, an underconfident one levels further in, a skewed error an
+    asymmetric interval. A new point drawn as the held-out ones were (and predicted by the
+    same model) falls inside the interval with probability at least ``coverage``. Only the
+    interval's levels move; the distribution is unchanged.
+
+    Parameters
+    ----------
+    pits : array-like of shape (n_points,)
+        Predictive CDF values of held-out targets, in [0, 1]: data the model was not trained on.
+    coverage : float, default=0.9
+        The fraction of new points the interval should hold, in (0, 1).
+
+    Returns
+    -------
+    lower, upper : float
+        Levels in the open interval (0, 1), ``lower <= upper``. Where ``n`` is too small to
+        resolve the coverage (``(n + 1) (1 - coverage) / 2 < 1``), the level on that side is
+        ``1e-12`` from 0 or 1: an interval as wide as the distribution can say.
+    """
+    pits = np.asarray(pits, dtype=np.float64)
+    if pits.ndim != 1 or pits.size < 2:
+        raise ValueError(f"pits must be a 1-D array of at least 2 values; got shape "
+                         f"{pits.shape}. Pass NormalMixture.cdf(y) of held-out points.")
+    if not np.all((pits >= 0.0) & (pits <= 1.0)):
+        raise ValueError(f"pits must lie in [0, 1]; got values from {float(np.nanmin(pits))} to "
+                         f"{float(np.nanmax(pits))}. Pass NormalMixture.cdf(y) of held-out points.")
+    if (not isinstance(coverage, numbers.Real) or isinstance(coverage, bool)
+            or not 0.0 < coverage < 1.0):
+        raise ValueError(f"coverage must be a float in (0, 1); got {coverage!r}. Use e.g. 0.9 "
+                         "for a 90% interval.")
+    pits = np.sort(pits)
+    n = pits.size
+    # 1-based ranks (0 and n + 1: beyond the sample); the slack keeps an exact product such
+    # as 20 * 0.05 from rounding to the wrong side (0.9999999999999998 is 1).
+    low = math.floor((n + 1) * (1.0 - coverage) / 2 + 1e-9)
+    high = math.ceil((n + 1) * (1.0 + coverage) / 2 - 1e-9)
+    lower = pits[low - 1] if low >= 1 else 0.0
+    upper = pits[high - 1] if high <= n else 1.0
+    # The quantile function takes open-interval levels (a point far out has a PIT of exactly
+    # 0 or 1 in floating point).
+    lower, upper = np.clip([lower, upper], _LEVEL_EPS, 1.0 - _LEVEL_EPS)
+    return float(lower), float(upper)
