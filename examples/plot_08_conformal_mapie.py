@@ -22,6 +22,13 @@ compared here on a deep ensemble:
   ``ceil((n + 1) * 0.9)``-th smallest score of the ``n`` held-out points; the example computes
   that by hand too, to show there is nothing more to it.
 
+The ensemble can also calibrate its own interval on the same held-out points:
+``calibrate_intervals(X_cal, y_cal)`` keeps the predictive CDF's values there, and
+``predict_interval`` then takes the quantiles at the levels whose interval held 90% of them
+(quantile recalibration with the same conformal ranks). Its interval keeps the mixture's shape,
+skew included, rather than ``mean ± q * std``; :class:`~autodeuq.AutoDEUQRegressor` and
+:class:`~autodeuq.NASRegressor` do this on their validation part by themselves.
+
 The guarantee is for exchangeable points: here, new draws on the islands. Outside the training
 range no held-out point says anything, and only the model's epistemic part can widen the
 interval there.
@@ -31,6 +38,7 @@ says so and stops. Run it with ``python examples/plot_08_conformal_mapie.py [--o
 """
 
 import argparse
+import copy
 import math
 
 import matplotlib.pyplot as plt
@@ -90,6 +98,8 @@ def main(argv=None):
     model.fit(X_train, y_train)
 
     intervals = {"the ensemble's own 90% interval": model.predict_interval}
+    calibrated = copy.deepcopy(model).calibrate_intervals(X_cal, y_cal)
+    intervals["the ensemble's own, after calibrate_intervals"] = calibrated.predict_interval
     for score in ("absolute", "std_normalized"):
         mapie = SplitConformalRegressor(model, confidence_level=LEVEL, conformity_score=score,
                                         prefit=True)
