@@ -376,6 +376,33 @@ def test_a_recalibrated_network_predicts_identically_after_loading(fitted, tmp_p
     assert_same_predictions(est, loaded, regression_data[2])
 
 
+def test_calibrated_intervals_round_trip_and_older_files_load_uncalibrated(
+        fitted, saved, tmp_path, regression_data):
+    X_test, y_test = regression_data[2], regression_data[3]
+    # A search's calibration lives in its pipeline's last step.
+    loaded = autodeuq.load(saved["auto"])
+    np.testing.assert_array_equal(loaded.pipeline_[-1].interval_pits_,
+                                  fitted["auto"].pipeline_[-1].interval_pits_)
+    est = pickle.loads(pickle.dumps(fitted["ensemble"])).calibrate_intervals(X_test, y_test)
+    est.save(tmp_path / "calibrated.autodeuq")
+    again = autodeuq.load(tmp_path / "calibrated.autodeuq")
+    np.testing.assert_array_equal(again.interval_pits_, est.interval_pits_)
+    assert_same_predictions(est, again, X_test)
+    # Written before intervals were calibrated (format 1.0): no field, so not calibrated.
+    document = read_document(tmp_path / "calibrated.autodeuq")
+    del document["estimator"]["fitted"]["interval_pits_"]
+    old = autodeuq.load(rewrite(tmp_path / "calibrated.autodeuq", tmp_path / "old.autodeuq",
+                                document))
+    assert old.interval_pits_ is None
+    assert_same_predictions(fitted["ensemble"], old, X_test)
+    # Values a calibration cannot have (unsorted) are refused.
+    broken = rewrite(tmp_path / "calibrated.autodeuq", tmp_path / "bad.autodeuq",
+                     replace={"arrays/estimator/interval_pits_.npy":
+                              npy(est.interval_pits_[::-1].copy())})
+    with pytest.raises(PersistenceError, match="interval_pits_ must be at least 2 sorted values"):
+        autodeuq.load(broken)
+
+
 def _edit(document, kind):
     """Damage a GaussianMLPRegressor's model.json in one way."""
     fitted = document["estimator"]["fitted"]
