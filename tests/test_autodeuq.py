@@ -18,8 +18,10 @@ SPACE = {"num_layers": 1, "units_1": Int(4, 32), "learning_rate": Float(1e-3, 3e
 
 
 def auto(**params):
+    # max_networks=None: a time budget's leftover does not add networks (tested on its own).
     defaults = {"search_space": SPACE, "algorithm": "random", "max_evals": 8,
-                "backend": "serial", "ensemble_size": 3, "random_state": 0}
+                "backend": "serial", "ensemble_size": 3, "max_networks": None,
+                "random_state": 0}
     return AutoDEUQRegressor(**{**defaults, **params})
 
 
@@ -194,7 +196,8 @@ def _fit_rescorings_taking(monkeypatch, regression_data, took, time_budget=3600,
 
     clock = {"offset": 0.0}
     monkeypatch.setattr(_autodeuq, "time", type("Clock", (), {
-        "time": staticmethod(lambda: time.time() + clock["offset"])}))
+        "time": staticmethod(lambda: time.time() + clock["offset"]),
+        "monotonic": staticmethod(time.monotonic)}))
     _time_candidates(monkeypatch, 100.0)
     real, rounds = _search_base.run_refits, []
 
@@ -296,6 +299,69 @@ def test_the_refits_seeds_do_not_depend_on_how_long_candidates_took(regression_d
             fits.append(auto(rescore_top=0).fit(X, y))
     assert len({m["trial_id"] for m in fits[0].members_}) > 1
     np.testing.assert_array_equal(fits[0].predict(X_test), fits[1].predict(X_test))
+
+
+def test_the_time_the_refit_leaves_trains_more_networks(regression_data, monkeypatch):
+    X, y, X_test, _ = regression_data
+    deadlines = []
+    from autodeuq.estimators import _search_base
+    real = _search_base.run_refits
+
+    def recording(evaluator, configs, seeds, holdout, deadline=None):
+        if isinstance(holdout, float):  # the refit's networks
+            deadlines.append((len(configs), deadline))
+        return real(evaluator, configs, seeds, holdout, deadline=deadline)
+
+    monkeypatch.setattr(_search_base, "run_refits", recording)
+    est = auto(time_budget=3600, max_networks=7).fit(X, y)
+    ensemble = est.pipeline_[-1]
+    assert len(est.members_) == len(ensemble.estimators_) == 7
+    # The refit's 3 networks, then rounds of one (serial) up to 7, all by the fit's deadline.
+    assert [n for n, _ in deadlines] == [3, 1, 1, 1, 1]
+    assert len({d for _, d in deadlines}) == 1
+    # A configuration's weight is shared equally among its networks, in D'Hondt proportion.
+    by_trial = {}
+    for m in est.members_:
+        by_trial.setdefault(m["trial_id"], []).append(m["weight"])
+    assert sum(sum(w) for w in by_trial.values()) == pytest.approx(1.0)
+    for weights in by_trial.values():
+        np.testing.assert_allclose(weights, weights[0])
+    np.testing.assert_allclose(ensemble.weights_, [m["weight"] for m in est.members_])
+    counts = {t: len(w) for t, w in by_trial.items()}
+    totals = {t: sum(w) for t, w in by_trial.items()}
+    for t in counts:  # each extra network went to the largest weight per network
+        for u in counts:
+            if counts[t] > 1:
+                assert totals[t] / (counts[t] - 1) >= totals[u] / counts[u] - 1e-12
+    # Networks of one configuration come from distinct seeds.
+    for t, n in counts.items():
+        if n > 1:
+            nets = [net for net, m in zip(ensemble.estimators_, est.members_, strict=True)
+                    if m["trial_id"] == t]
+            assert not np.array_equal(nets[0].predict(X_test), nets[1].predict(X_test))
+    assert est.search_results_["selected"].sum() == pytest.approx(1.0)
+
+
+def test_no_more_networks_where_a_round_would_not_fit(regression_data, monkeypatch):
+    from autodeuq.estimators import _search_base
+    real = _search_base.run_refits
+
+    def slow(evaluator, configs, seeds, holdout, deadline=None):
+        results = real(evaluator, configs, seeds, holdout, deadline=deadline)
+        if isinstance(holdout, float):  # refits taken to have trained for an hour
+            for r in results:
+                r.end = r.start + 3600.0
+        return results
+
+    monkeypatch.setattr(_search_base, "run_refits", slow)
+    X, y, _, _ = regression_data
+    assert len(auto(time_budget=600, max_networks=7).fit(X, y).members_) == 3
+
+
+def test_without_a_time_budget_the_refit_trains_ensemble_size_networks(regression_data):
+    X, y, _, _ = regression_data
+    est = auto(max_evals=4, max_networks=20).fit(X, y)
+    assert len(est.members_) == len(est.pipeline_[-1].estimators_) == 3
 
 
 def test_makespan_is_the_longest_first_schedule():

@@ -539,6 +539,8 @@ SEARCH_PARAMS = [
      "initial_configs[0] is not a configuration of the search space"),
     ("nas", {"verbose": "loud"}, ValueError, "verbose must be an int >= 0"),
     ("nas", {"refit": "yes"}, ValueError, "refit must be True or False"),
+    ("auto", {"max_networks": 0}, ValueError, "max_networks must be None or an int >= 1"),
+    ("auto", {"max_networks": 2.5}, ValueError, "max_networks must be None or an int >= 1"),
     ("auto", {"interval_calibration": "yes"}, ValueError,
      "interval_calibration must be True or False"),
     ("nas", {"interval_calibration": None}, ValueError,

@@ -16,6 +16,7 @@ from ..evaluation._train import Resplit, held_out_targets, network_config
 from ..uncertainty import NormalMixture, nll
 from ._deep_ensemble import DeepEnsembleRegressor
 from ._search_base import (
+    REFIT_HOLDOUT,
     STOP_FRACTION,
     SearchFailedError,
     SearchRegressorBase,
@@ -25,6 +26,7 @@ from ._search_base import (
     refit_round,
     rounds_seconds,
     trial_seconds,
+    unlucky_refit,
 )
 
 __all__ = ["AutoDEUQRegressor"]
@@ -95,6 +97,17 @@ random_state, verbose, early_discard, security
         On the UCI benchmarks this lowers the test NLL clearly: the validation part is a
         fifth of the data. False keeps the searched networks as trained (the AutoDEUQ
         paper's way) and needs no extra training time.
+    max_networks : int or None, default=20
+        With ``refit`` and a ``time_budget``: the time the refit leaves before the budget's
+        end trains more networks of the selected configurations, from fresh seeds, a round
+        of ``n_jobs`` at a time while a round still fits, up to ``max_networks`` in all; each
+        next network goes to the configuration with the largest weight per network, and a
+        configuration's weight is shared among its networks. More networks average out more
+        of each seed's error: a :class:`DeepEnsembleRegressor` of 10 networks instead of 5
+        lowered the test NLL on UCI concrete by 0.05 (splits 0-2, two seeds), 20 on energy by
+        0.06. The search's share of the budget is unchanged: only time the search's reserve
+        kept and the refit did not use is spent. None (or ``ensemble_size`` or less): the
+        refit's ``ensemble_size`` networks only, as without a time budget.
     recalibrate : {"widen", "fit"} or bool, default="widen"
         Scale every member's std by one factor fitted on the validation part (the NLL of the
         searched ensemble there; see :func:`autodeuq.uncertainty.fit_std_scale`); the means,
@@ -124,7 +137,8 @@ random_state, verbose, early_discard, security
         configuration it has), ``weight``, ``valid_nll`` (that candidate's alone, units of y)
         and ``config`` (the network configuration, readable). With ``refit``, a configuration
         selected with a large weight appears several times (networks from independent seeds
-        sharing its weight) and there are ``ensemble_size`` networks in all.
+        sharing its weight) and there are ``ensemble_size`` networks in all, or up to
+        ``max_networks`` where a time budget left the time for more.
     validation_nll_ : float
         The selected (searched, not refitted) ensemble's mixture NLL on the validation part
         it was selected on, in the units of y, after recalibration: with rescoring, the
@@ -154,9 +168,9 @@ random_state, verbose, early_discard, security
                  n_jobs=None, backend="dask", scheduler=None, devices=None, trials_per_device=1,
                  trial_timeout=None, validation_fraction=0.2, ensemble_size=5, selection="greedy",
                  rescore_top=10, rescore_networks=1, max_in_memory=50, refit=True,
-                 recalibrate="widen", interval_calibration=True, initial_configs="default",
-                 checkpoint_dir=None, random_state=None, verbose=0, early_discard=None,
-                 security=None):
+                 max_networks=20, recalibrate="widen", interval_calibration=True,
+                 initial_configs="default", checkpoint_dir=None, random_state=None, verbose=0,
+                 early_discard=None, security=None):
         self.search_space = search_space
         self.algorithm = algorithm
         self.max_evals = max_evals
@@ -174,6 +188,7 @@ random_state, verbose, early_discard, security
         self.rescore_networks = rescore_networks
         self.max_in_memory = max_in_memory
         self.refit = refit
+        self.max_networks = max_networks
         self.recalibrate = recalibrate
         self.interval_calibration = interval_calibration
         self.initial_configs = initial_configs
@@ -221,6 +236,12 @@ random_state, verbose, early_discard, security
                 raise ValueError(f"{name} must be an int >= {least}; got {value!r}. Pass e.g. "
                                  f"{name}={example}.")
         self._check_bools("refit", "interval_calibration")
+        if self.max_networks is not None and (
+                not isinstance(self.max_networks, numbers.Integral)
+                or isinstance(self.max_networks, bool) or self.max_networks < 1):
+            raise ValueError(f"max_networks must be None or an int >= 1; got "
+                             f"{self.max_networks!r}. Pass e.g. max_networks=20, or None for "
+                             "ensemble_size networks.")
         recalibration = recalibration_mode(self.recalibrate)
         selector = make_selector(self.selection, self.ensemble_size)
         self._check_checkpoint_dir()
@@ -253,11 +274,19 @@ random_state, verbose, early_discard, security
             # and again) is refitted as several networks from independent seeds and holdouts,
             # sharing its weight: ensemble_size networks in all, a real ensemble even when one
             # configuration dominates the validation NLL.
-            entries, weights = self._networks(selected, weights)
-            members = self._refit_members(outcome, evaluator, entries)
+            owners = self._refit_owners(weights)
+            entries, seconds = [selected[i] for i in owners], []
+            members = self._refit_members(outcome, evaluator, entries, seconds)
             members = [member if member is not None else
                        self._member(outcome, entry, _weights(catalogue, entry, outcome.data))
                        for member, entry in zip(members, entries, strict=True)]
+            more, more_members = self._more_networks(outcome, evaluator, selected, weights,
+                                                     owners, seconds)
+            owners, members = owners + more, members + more_members
+            # Each configuration's weight shared among its networks.
+            counts = np.bincount(owners, minlength=len(selected))
+            entries = [selected[i] for i in owners]
+            weights = np.array([weights[i] / counts[i] for i in owners])
             return outcome, entries, weights, members, (y_valid, mixture), std_scale
 
         def add(result):
@@ -304,14 +333,66 @@ random_state, verbose, early_discard, security
                 UserWarning, stacklevel=2)
         return self
 
-    def _networks(self, selected, weights):
-        """The refit's networks: each selected entry as many times as ``_allocate`` gives it
-        (``ensemble_size`` in all), with the weights shared among its copies."""
-        copies = _allocate(weights, max(self.ensemble_size, len(selected)))
-        entries = [e for e, c in zip(selected, copies, strict=True) for _ in range(c)]
-        weights = np.concatenate([np.full(c, w / c) for w, c in zip(weights, copies,
-                                                                     strict=True)])
-        return entries, weights
+    def _refit_owners(self, weights):
+        """The refit's networks as indices of the selected configurations (of ``weights``):
+        each as many times as :func:`_allocate` gives it, ``ensemble_size`` in all."""
+        return _owners(_allocate(weights, max(self.ensemble_size, len(weights))))
+
+    def _more_networks(self, outcome, evaluator, selected, weights, owners, seconds):
+        """More networks of the ``selected`` configurations, in the time the refit left.
+
+        With a time budget and ``max_networks`` above the refit's count, rounds of
+        ``n_workers`` networks train from fresh seeds (each next one going to the
+        configuration with the largest weight per network, as ``_allocate`` does) while a
+        round's expected time fits before the deadline: the longest network of each
+        configuration so far (``seconds``, per refit network of ``owners``, indices into
+        ``selected``), with the refit's margin of half. A network that fails, diverges or
+        lands far worse than its searched one is left out.
+
+        Returns
+        -------
+        more : list of int
+            The new networks' configurations, as indices into ``selected``.
+        members : list of GaussianMLPRegressor
+        """
+        more, members = [], []
+        if (self.max_networks is None or outcome.deadline is None
+                or len(seconds) != len(owners)):  # no refit ran: no time left
+            return more, members
+        took = {}
+        for i, s in zip(owners, seconds, strict=True):
+            if np.isfinite(s):
+                took[i] = max(took.get(i, 0.0), s)
+        counts = np.bincount(owners, minlength=len(selected))
+        slots = max(1, evaluator.n_workers)
+        start = time.monotonic()
+        while counts.sum() < self.max_networks and took:
+            batch = []
+            for _ in range(min(slots, self.max_networks - int(counts.sum()))):
+                i = int(np.argmax(np.asarray(weights) / counts))
+                counts[i] += 1
+                batch.append(i)
+            # A configuration whose refit was not timed counts as the slowest one.
+            need = 1.5 * makespan([took.get(i, max(took.values())) for i in batch], slots)
+            if self._out_of_time(outcome, keep=need):
+                break
+            entries = [selected[i] for i in batch]
+            results = self._retrain(outcome, evaluator, entries, REFIT_HOLDOUT,
+                                    longest_first=True)
+            for i, entry, result in zip(batch, entries, results, strict=True):
+                if np.isfinite(result.duration):
+                    took[i] = max(took.get(i, 0.0), result.duration)
+                if unlucky_refit(entry, result) or not result.ok:
+                    logger.info("an extra network of trial %d is left out (%s)",
+                                entry.trial_id, result.status)
+                    continue
+                result.config = entry.config
+                more.append(i)
+                members.append(self._member(outcome, result, result.state))
+        if more:
+            logger.info("trained %d more network(s) in the time the refit left", len(more))
+        self.refit_time_ += time.monotonic() - start
+        return more, members
 
     def _rescore(self, outcome, evaluator, catalogue, indices, weights, means, variances):
         """Score the best candidates a second time, on a second split of all the data.
@@ -345,7 +426,7 @@ random_state, verbose, early_discard, security
                         networks=self.rescore_networks)
         entries = [catalogue.get(catalogue.trial_ids[i]) for i in pool]
         # The pool starts with the first selection's picks, in the order of their weights.
-        refit = self._networks(entries[:len(indices)], weights)[0] if self.refit else []
+        refit = ([entries[i] for i in self._refit_owners(weights)] if self.refit else [])
         again = self._rescore_rounds(outcome, evaluator, entries, split, refit)
         pool, entries = pool[:len(again)], entries[:len(again)]
         if len(again) < 2:
@@ -437,6 +518,11 @@ def _mixture(means, variances, weights):
         means = means.reshape(-1, means.shape[-1])
         variances = variances.reshape(-1, variances.shape[-1])
     return NormalMixture(means, np.sqrt(variances), weights)
+
+
+def _owners(counts):
+    """Per network, the index of its configuration: ``[0, 0, 1]`` for counts ``[2, 1]``."""
+    return [i for i, c in enumerate(counts) for _ in range(c)]
 
 
 def _allocate(weights, n):

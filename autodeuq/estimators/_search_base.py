@@ -485,7 +485,7 @@ class SearchRegressorBase(UncertaintyRegressorMixin, RegressorMixin, BaseEstimat
             results[i] = result
         return results
 
-    def _refit_members(self, outcome, evaluator, trials):
+    def _refit_members(self, outcome, evaluator, trials, seconds=None):
         """Each trial's configuration trained again on all the data, as fitted members.
 
         They train in parallel on the search's workers, each early-stopping on its own
@@ -495,6 +495,8 @@ class SearchRegressorBase(UncertaintyRegressorMixin, RegressorMixin, BaseEstimat
         refit trains once more from another seed when the time budget leaves room for the
         round it took; one that fails again (or fails otherwise, or never starts) keeps the
         searched network instead, with a warning.
+
+        ``seconds``, a list, gets each network's training time (NaN where none ran).
 
         Returns
         -------
@@ -510,7 +512,7 @@ class SearchRegressorBase(UncertaintyRegressorMixin, RegressorMixin, BaseEstimat
         start = time.monotonic()
         refits = self._retrain(outcome, evaluator, trials, REFIT_HOLDOUT, longest_first=True)
         unlucky = [i for i, (trial, refit) in enumerate(zip(trials, refits, strict=True))
-                   if _unlucky_refit(trial, refit)]
+                   if unlucky_refit(trial, refit)]
         took = max((r.duration for r in refits if np.isfinite(r.duration)), default=0.0)
         if unlucky and not self._out_of_time(outcome, keep=took):
             logger.info("refitting %d network(s) again from other seeds: %s", len(unlucky),
@@ -521,8 +523,10 @@ class SearchRegressorBase(UncertaintyRegressorMixin, RegressorMixin, BaseEstimat
             for i, refit in zip(unlucky, again, strict=True):
                 refit.attempts = refits[i].attempts + 1
                 refits[i] = refit
-                _unlucky_refit(trials[i], refit)
+                unlucky_refit(trials[i], refit)
         self.refit_time_ = time.monotonic() - start
+        if seconds is not None:
+            seconds.extend(r.duration for r in refits)
         members, failed = [], []
         for trial, refit in zip(trials, refits, strict=True):
             if refit.ok:  # described by the searched configuration
@@ -600,7 +604,7 @@ def trial_seconds(trial, untimed=0.0):
     return trial.duration if np.isfinite(trial.duration) else untimed
 
 
-def _unlucky_refit(trial, refit):
+def unlucky_refit(trial, refit):
     """Whether a refit failed in a way another seed may well avoid: it diverged, or it
     landed far worse than the searched network (then marked failed, so that it is not
     used). A network stuck near the mean has not diverged, but far worse on its held-out
