@@ -106,6 +106,8 @@ def run_split(name, dataset, split, data_dir, max_epochs=None, budget=300.0, run
         row["refit_seconds"] = est.refit_time_
     if hasattr(est, "rescored_"):  # candidates trained a second time to be scored
         row["rescored"] = len(est.rescored_)
+    if hasattr(est, "members_"):  # networks in the fitted ensemble
+        row["networks"] = len(est.members_)
     return row
 
 
@@ -194,7 +196,7 @@ def main(argv=None):
         rows.append(row)
         trials = f" {row['trials']} trials" if "trials" in row else ""
         if "rescored" in row:
-            trials += f" ({row['rescored']} rescored)"
+            trials += f" ({row['rescored']} rescored, {row['networks']} networks)"
         print(f"{dataset:<12} {name:<14} split {split} seed {row['seed']}: "
               f"NLL {row['nll']:.3f} RMSE {row['rmse']:.3f} cov {row['interval_coverage']:.2f} "
               f"(mixture {row['coverage']:.2f}) "
