@@ -196,7 +196,9 @@ def main(argv=None):
         rows.append(row)
         trials = f" {row['trials']} trials" if "trials" in row else ""
         if "rescored" in row:
-            trials += f" ({row['rescored']} rescored, {row['networks']} networks)"
+            trials += f" ({row['rescored']} rescored)"
+        if "networks" in row:
+            trials += f" {row['networks']} networks"
         print(f"{dataset:<12} {name:<14} split {split} seed {row['seed']}: "
               f"NLL {row['nll']:.3f} RMSE {row['rmse']:.3f} cov {row['interval_coverage']:.2f} "
               f"(mixture {row['coverage']:.2f}) "
