@@ -215,8 +215,9 @@ def main(argv=None):
                         "unc": dist.uncertainty(),
                         "report": regression_report(y_test, dist, level=0.9)})
     auto = results[-1]
-    auto["name"] = f"AutoDEUQ ({len(auto['est'].members_)} of {auto['est'].n_candidates_} " \
-                   "candidates)"
+    members = auto["est"].members_
+    auto["name"] = (f"AutoDEUQ ({len({m['trial_id'] for m in members})} configs, "
+                    f"{len(members)} networks)")
 
     print(f"\n{'test set, x in [-40, 40]':<38}{'NLL':>8}{'RMSE':>8}{'90% cov':>9}"
           f"{'fit s':>8}")
