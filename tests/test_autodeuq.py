@@ -313,7 +313,10 @@ def test_the_time_the_refit_leaves_trains_more_networks(regression_data, monkeyp
         return real(evaluator, configs, seeds, holdout, deadline=deadline)
 
     monkeypatch.setattr(_search_base, "run_refits", recording)
-    est = auto(time_budget=3600, max_networks=7).fit(X, y)
+    # The budget stops the search (max_evals=None) after about 3 s: the reserve keeps the rest.
+    monkeypatch.setattr(AutoDEUQRegressor, "_time_reserve",
+                        lambda self, timed, slots, rows: self.time_budget - 3.0)
+    est = auto(time_budget=3600, max_evals=None, max_networks=7).fit(X, y)
     ensemble = est.pipeline_[-1]
     assert len(est.members_) == len(ensemble.estimators_) == 7
     # The refit's 3 networks, then rounds of one (serial) up to 7, all by the fit's deadline.
@@ -354,13 +357,20 @@ def test_no_more_networks_where_a_round_would_not_fit(regression_data, monkeypat
         return results
 
     monkeypatch.setattr(_search_base, "run_refits", slow)
+    monkeypatch.setattr(AutoDEUQRegressor, "_time_reserve",
+                        lambda self, timed, slots, rows: self.time_budget - 3.0)
     X, y, _, _ = regression_data
-    assert len(auto(time_budget=600, max_networks=7).fit(X, y).members_) == 3
+    est = auto(time_budget=600, max_evals=None, max_networks=7).fit(X, y)
+    assert len(est.members_) == 3
 
 
-def test_without_a_time_budget_the_refit_trains_ensemble_size_networks(regression_data):
+@pytest.mark.parametrize("time_budget", [None, 3600])
+def test_a_search_that_ran_its_max_evals_trains_ensemble_size_networks(regression_data,
+                                                                       time_budget):
+    # Without a budget nothing is left to fill; with one, max_evals (not the budget) ended
+    # the search, and the fit ends after the refit.
     X, y, _, _ = regression_data
-    est = auto(max_evals=4, max_networks=20).fit(X, y)
+    est = auto(max_evals=4, max_networks=20, time_budget=time_budget).fit(X, y)
     assert len(est.members_) == len(est.pipeline_[-1].estimators_) == 3
 
 

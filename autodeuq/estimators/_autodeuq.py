@@ -98,16 +98,18 @@ random_state, verbose, early_discard, security
         fifth of the data. False keeps the searched networks as trained (the AutoDEUQ
         paper's way) and needs no extra training time.
     max_networks : int or None, default=20
-        With ``refit`` and a ``time_budget``: the time the refit leaves before the budget's
-        end trains more networks of the selected configurations, from fresh seeds, a round
-        of ``n_jobs`` at a time while a round still fits, up to ``max_networks`` in all; each
-        next network goes to the configuration with the largest weight per network, and a
-        configuration's weight is shared among its networks. More networks average out more
+        With ``refit``, when ``time_budget`` stopped the search (before ``max_evals``): the
+        time the refit leaves before the budget's end trains more networks of the selected
+        configurations, from fresh seeds, a round of ``n_jobs`` at a time while a round
+        still fits, up to ``max_networks`` in all; each next network goes to the
+        configuration with the largest weight per network, and a configuration's weight is
+        shared among its networks. More networks average out more
         of each seed's error: a :class:`DeepEnsembleRegressor` of 10 networks instead of 5
         lowered the test NLL on UCI concrete by 0.05 (splits 0-2, two seeds), 20 on energy by
         0.06. The search's share of the budget is unchanged: only time the search's reserve
-        kept and the refit did not use is spent. None (or ``ensemble_size`` or less): the
-        refit's ``ensemble_size`` networks only, as without a time budget.
+        kept and the refit did not use is spent. A search that ran its ``max_evals`` ends
+        there, with the refit's ``ensemble_size`` networks, as without a time budget; so does
+        None (or ``ensemble_size`` or less).
     recalibrate : {"widen", "fit"} or bool, default="widen"
         Scale every member's std by one factor fitted on the validation part (the NLL of the
         searched ensemble there; see :func:`autodeuq.uncertainty.fit_std_scale`); the means,
@@ -341,7 +343,8 @@ random_state, verbose, early_discard, security
     def _more_networks(self, outcome, evaluator, selected, weights, owners, seconds):
         """More networks of the ``selected`` configurations, in the time the refit left.
 
-        With a time budget and ``max_networks`` above the refit's count, rounds of
+        When the time budget stopped the search (not ``max_evals``) and ``max_networks`` is
+        above the refit's count, rounds of
         ``n_workers`` networks train from fresh seeds (each next one going to the
         configuration with the largest weight per network, as ``_allocate`` does) while a
         round's expected time fits before the deadline: the longest network of each
@@ -356,7 +359,8 @@ random_state, verbose, early_discard, security
         members : list of GaussianMLPRegressor
         """
         more, members = [], []
-        if (self.max_networks is None or outcome.deadline is None
+        searched_all = self.max_evals is not None and len(outcome.results) >= self.max_evals
+        if (self.max_networks is None or outcome.deadline is None or searched_all
                 or len(seconds) != len(owners)):  # no refit ran: no time left
             return more, members
         took = {}
