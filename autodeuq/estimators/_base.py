@@ -10,6 +10,7 @@ from sklearn.utils.validation import validate_data as _sk_validate_data
 
 from ..exceptions import NotFittedError
 from ..uncertainty import calibrated_levels
+from ..uncertainty._calibration import check_coverage
 
 __all__ = [
     "UncertaintyRegressorMixin",
@@ -253,10 +254,7 @@ class UncertaintyRegressorMixin:
         -------
         lower, upper : ndarray of shape (n_samples,)
         """
-        if (not isinstance(coverage, numbers.Real) or isinstance(coverage, bool)
-                or not 0.0 < coverage < 1.0):
-            raise ValueError(f"coverage must be a float in (0, 1); got {coverage!r}. Use e.g. "
-                             "0.9 for a 90% interval.")
+        check_coverage(coverage)
         dist = self.predict_distribution(X)
         pits = getattr(self, "interval_pits_", None)  # absent on estimators pickled before
         if pits is None:

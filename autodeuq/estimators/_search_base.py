@@ -570,14 +570,12 @@ class SearchRegressorBase(UncertaintyRegressorMixin, RegressorMixin, BaseEstimat
         -------
         autodeuq.uncertainty.NormalMixture
         """
-        check_fitted(self, "pipeline_")
-        X = validate_data(self, X, reset=False, dtype=np.float64)
-        return self.pipeline_[-1].predict_distribution(self.pipeline_[:-1].transform(X))
+        X = self._final_input(X)  # checks that it is fitted before pipeline_ is read
+        return self.pipeline_[-1].predict_distribution(X)
 
     def predict_interval(self, X, coverage=0.9):
-        check_fitted(self, "pipeline_")
-        X = validate_data(self, X, reset=False, dtype=np.float64)
-        return self.pipeline_[-1].predict_interval(self.pipeline_[:-1].transform(X), coverage)
+        X = self._final_input(X)
+        return self.pipeline_[-1].predict_interval(X, coverage)
 
     predict_interval.__doc__ = UncertaintyRegressorMixin.predict_interval.__doc__
 
@@ -591,6 +589,12 @@ class SearchRegressorBase(UncertaintyRegressorMixin, RegressorMixin, BaseEstimat
         return self
 
     calibrate_intervals.__doc__ = UncertaintyRegressorMixin.calibrate_intervals.__doc__
+
+    def _final_input(self, X):
+        """``X`` checked, then transformed by the pipeline's steps before its last."""
+        check_fitted(self, "pipeline_")
+        X = validate_data(self, X, reset=False, dtype=np.float64)
+        return self.pipeline_[:-1].transform(X)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -58,6 +58,14 @@ def fit_std_scale(y_true, y_pred, widen_only=False):
     return max(1.0, scale) if widen_only else scale
 
 
+def check_coverage(coverage):
+    """Refuse an interval's ``coverage`` that is not a number in (0, 1) (a bool included)."""
+    if (not isinstance(coverage, numbers.Real) or isinstance(coverage, bool)
+            or not 0.0 < coverage < 1.0):
+        raise ValueError(f"coverage must be a float in (0, 1); got {coverage!r}. Use e.g. 0.9 "
+                         "for a 90% interval.")
+
+
 def calibrated_levels(pits, coverage=0.9):
     """The predictive quantile levels whose central interval held ``coverage`` of held-out data.
 
@@ -94,10 +102,7 @@ def calibrated_levels(pits, coverage=0.9):
     if not np.all((pits >= 0.0) & (pits <= 1.0)):
         raise ValueError(f"pits must lie in [0, 1]; got values from {float(np.nanmin(pits))} to "
                          f"{float(np.nanmax(pits))}. Pass NormalMixture.cdf(y) of held-out points.")
-    if (not isinstance(coverage, numbers.Real) or isinstance(coverage, bool)
-            or not 0.0 < coverage < 1.0):
-        raise ValueError(f"coverage must be a float in (0, 1); got {coverage!r}. Use e.g. 0.9 "
-                         "for a 90% interval.")
+    check_coverage(coverage)
     pits = np.sort(pits)
     n = pits.size
     # 1-based ranks (0 and n + 1: beyond the sample); the slack keeps an exact product such
