@@ -407,6 +407,24 @@ def test_failed_rescoring_selects_on_the_search_alone(regression_data, monkeypat
     assert [m["trial_id"] for m in est.members_] == [m["trial_id"] for m in alone.members_]
 
 
+def test_the_search_starts_with_the_default_deep_ensemble(regression_data):
+    # ensemble_size trials of the default network (at most a tenth of max_evals), each from
+    # its own seed, so that selection can compare its seed ensemble with the rest.
+    X, y, _, _ = regression_data
+    est = auto(max_evals=20, ensemble_size=2, rescore_top=0,
+               search_space={**SPACE, "units_1": Int(4, 256)}).fit(X, y)
+    table = est.search_results_.sort_values("job_id")
+    params = [c for c in table.columns if c.startswith("p:")]
+    first = table.iloc[:3]
+    assert (first["p:units_1"].iloc[:2] == 128).all()  # GaussianMLPRegressor's width
+    assert first[params].iloc[0].equals(first[params].iloc[1])
+    assert not first[params].iloc[0].equals(first[params].iloc[2])
+    assert first["valid_nll"].iloc[0] != first["valid_nll"].iloc[1]  # two seeds
+    copies = {(None, 5): 5, (100, 5): 5, (30, 5): 3, (20, 2): 2, (8, 3): 1, (1, 3): 1}
+    for (max_evals, size), n in copies.items():
+        assert auto(max_evals=max_evals, ensemble_size=size)._default_networks() == n
+
+
 def test_topk_selects_k_members_with_equal_weights(regression_data):
     X, y, _, _ = regression_data
     est = auto(selection="topk").fit(X, y)

@@ -271,6 +271,27 @@ def test_add_resumes_a_search(make):
     assert resumed.n_told == 26
 
 
+def test_a_configuration_queued_n_times_is_proposed_n_times_counting_those_asked(make):
+    search = make(random_state=0)
+    first = search.space.sample(np.random.default_rng(1))
+    other = search.space.sample(np.random.default_rng(2))
+    for config in (first, first, other, first):
+        search.enqueue(config)
+    keys = [_config_key(search.ask().config) for _ in range(6)]
+    assert keys[:4] == [_config_key(c) for c in (first, first, other, first)]
+    assert not {_config_key(first), _config_key(other)} & set(keys[4:])  # its own: new ones
+    # Resumed after two copies of `first` and none of `other` were evaluated: the third
+    # copy and `other` remain.
+    resumed = make(random_state=0)
+    resumed.add(0, first, 1.0)
+    resumed.add(1, first, 2.0)
+    for config in (first, first, other, first):
+        resumed.enqueue(config)
+    keys = [_config_key(resumed.ask().config) for _ in range(2)]
+    assert keys == [_config_key(other), _config_key(first)]
+    assert _config_key(resumed.ask().config) not in {_config_key(first), _config_key(other)}
+
+
 @pytest.fixture(scope="module")
 def random_best():
     return mean_best(RandomSearch)

@@ -51,9 +51,16 @@ class AutoDEUQRegressor(SearchRegressorBase):
     Parameters
     ----------
     search_space, algorithm, max_evals, time_budget, n_jobs, backend, scheduler, devices, \
-trials_per_device, trial_timeout, validation_fraction, initial_configs, checkpoint_dir, \
-random_state, verbose, early_discard, security
+trials_per_device, trial_timeout, validation_fraction, checkpoint_dir, random_state, \
+verbose, early_discard, security
         As for :class:`NASRegressor`.
+    initial_configs : None, "default" or list of dict, default="default"
+        As for :class:`NASRegressor`, but ``"default"`` evaluates the default network as
+        ``ensemble_size`` trials (at most a tenth of ``max_evals``), each from its own seed:
+        the deep ensemble ``DeepEnsembleRegressor()`` builds, trained and scored like the
+        other candidates, so that selection sees what averaging seeds of it gains (one trial
+        cannot show that) and keeps it, or part of it, unless the validation NLL finds
+        better.
     ensemble_size : int, default=5
         Most distinct members (K). A search that yields fewer successful candidates gives an
         ensemble of those, with a ``UserWarning``.
@@ -334,6 +341,15 @@ random_state, verbose, early_discard, security
                 "Raise max_evals or time_budget, or lower ensemble_size.",
                 UserWarning, stacklevel=2)
         return self
+
+    def _default_networks(self):
+        # The deep ensemble DeepEnsembleRegressor() would build, as distinct candidates of
+        # their own seeds: selection sees what averaging seeds of the default network gains
+        # (one trial of it cannot show that), and keeps that ensemble, or part of it, unless
+        # the validation NLL finds better. At most a tenth of max_evals.
+        if self.max_evals is None:
+            return self.ensemble_size
+        return max(1, min(self.ensemble_size, self.max_evals // 10))
 
     def _refit_owners(self, weights):
         """The refit's networks as indices of the selected configurations (of ``weights``):

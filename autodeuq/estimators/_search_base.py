@@ -208,16 +208,21 @@ class SearchRegressorBase(UncertaintyRegressorMixin, RegressorMixin, BaseEstimat
                 raise ValueError(f"{name} must be True or False; got {value!r}. Pass "
                                  f"{name}=True or {name}=False.")
 
+    def _default_networks(self):
+        """Trials of the default configuration ``initial_configs="default"`` starts with."""
+        return 1
+
     def _initial_configs(self, space, seed):
         """The configurations the search starts from (validated in the space)."""
         if isinstance(self.initial_configs, str) and self.initial_configs == "default":
             # GaussianMLPRegressor's defaults, brought into the space: a strong first guess.
             rng = np.random.default_rng(seed)
             try:
-                return [space.project(to_flat_config(GaussianMLPRegressor().get_config()),
-                                      rng)]
+                default = space.project(to_flat_config(GaussianMLPRegressor().get_config()),
+                                        rng)
             except ValueError:
                 return []
+            return [default] * self._default_networks()
         if isinstance(self.initial_configs, (str, dict)) or not hasattr(self.initial_configs,
                                                                           "__iter__"):
             raise ValueError(f"initial_configs must be None, 'default' or a list of "

@@ -10,7 +10,8 @@ propose a configuration and what to do with a result:
 - validation of :meth:`Search.tell`'s arguments; a non-finite objective with status
   ``"success"`` is recorded as ``"failed"``;
 - distinct configurations: a proposal equal to one asked before is drawn again, then replaced
-  by random samples of the space (only an exhausted space repeats a configuration);
+  by random samples of the space (only an exhausted space, or a configuration queued
+  several times with :meth:`Search.enqueue`, repeats one);
 - determinism: one :class:`numpy.random.Generator` made from ``random_state`` drives every
   draw, so the same sequence of asks and tells gives the same configurations;
 - resuming: :meth:`Search.add` records trials evaluated elsewhere (a journal of an earlier
@@ -18,6 +19,7 @@ propose a configuration and what to do with a result:
 """
 
 import abc
+import collections
 import dataclasses
 import json
 import math
@@ -163,8 +165,9 @@ class Search(abc.ABC):
         self._pending = {}        # trial_id -> config, in the order of the asks
         self._results = []        # Result, in the order of the tells
         self._told = {}           # trial_id -> Result
-        self._asked_keys = set()  # _config_key of every configuration asked
+        self._asked = collections.Counter()   # _config_key -> times asked (or added)
         self._queue = []          # configurations to propose before the algorithm's own
+        self._dequeued = collections.Counter()  # _config_key -> times taken from the queue
 
     # ----------------------------------------------------------------------------- state
     @property
@@ -220,21 +223,26 @@ class Search(abc.ABC):
         config = None
         while self._queue and config is None:
             queued = self._queue.pop(0)
-            config = queued if self._is_new(queued) else None
+            key = _config_key(queued)
+            self._dequeued[key] += 1
+            # Its n-th copy in the queue is proposed unless it was asked n times already.
+            config = queued if self._asked[key] < self._dequeued[key] else None
         if config is None:
             config = self._new_config()
         trial_id = self._next_id
         self._next_id += 1
         self._pending[trial_id] = config
-        self._asked_keys.add(_config_key(config))
+        self._asked[_config_key(config)] += 1
         self._on_ask(trial_id, config)
         return Trial(trial_id, dict(config))
 
     def enqueue(self, config):
         """Have the next :meth:`ask` propose ``config`` (a warm start from a known-good one).
 
-        Queued configurations come first, in order; one that was already asked (a resumed
-        search) is skipped.
+        Queued configurations come first, in order. A configuration queued ``n`` times is
+        proposed ``n`` times (trials of their own seeds, such as the networks of a deep
+        ensemble), counting the times it was asked before: on a resumed search the copies
+        already evaluated are skipped. The algorithm's own proposals never repeat one.
 
         Raises
         ------
@@ -246,7 +254,7 @@ class Search(abc.ABC):
 
     def _is_new(self, config):
         """Whether ``config`` was never asked."""
-        return _config_key(config) not in self._asked_keys
+        return self._asked[_config_key(config)] == 0
 
     def _new_config(self):
         for _ in range(_PROPOSAL_TRIES):
@@ -347,7 +355,7 @@ class Search(abc.ABC):
         objective, status = _check_outcome(objective, status)
         config = dict(config)
         self._next_id = max(self._next_id, trial_id + 1)
-        self._asked_keys.add(_config_key(config))
+        self._asked[_config_key(config)] += 1
         result = Result(trial_id, config, objective, status)
         self._results.append(result)
         self._told[trial_id] = result
