@@ -168,10 +168,10 @@ def _record_trainings(monkeypatch, refits):
 
     real, calls = _search_base.run_refits, []
 
-    def recording(evaluator, configs, seeds, holdout, deadline=None):
+    def recording(evaluator, configs, seeds, holdout, deadline=None, **options):
         if isinstance(holdout, float) == refits:
             calls.append(configs)
-        return real(evaluator, configs, seeds, holdout, deadline=deadline)
+        return real(evaluator, configs, seeds, holdout, deadline=deadline, **options)
 
     monkeypatch.setattr(_search_base, "run_refits", recording)
     return calls
@@ -201,8 +201,8 @@ def _fit_rescorings_taking(monkeypatch, regression_data, took, time_budget=3600,
     _time_candidates(monkeypatch, 100.0)
     real, rounds = _search_base.run_refits, []
 
-    def slow_rescores(evaluator, configs, seeds, holdout, deadline=None):
-        results = real(evaluator, configs, seeds, holdout, deadline=deadline)
+    def slow_rescores(evaluator, configs, seeds, holdout, deadline=None, **options):
+        results = real(evaluator, configs, seeds, holdout, deadline=deadline, **options)
         if not isinstance(holdout, float):
             seconds = took(len(rounds))
             rounds.append(seconds)
@@ -307,10 +307,10 @@ def test_the_time_the_refit_leaves_trains_more_networks(regression_data, monkeyp
     from autodeuq.estimators import _search_base
     real = _search_base.run_refits
 
-    def recording(evaluator, configs, seeds, holdout, deadline=None):
+    def recording(evaluator, configs, seeds, holdout, deadline=None, **options):
         if isinstance(holdout, float):  # the refit's networks
             deadlines.append((len(configs), deadline))
-        return real(evaluator, configs, seeds, holdout, deadline=deadline)
+        return real(evaluator, configs, seeds, holdout, deadline=deadline, **options)
 
     monkeypatch.setattr(_search_base, "run_refits", recording)
     # The budget stops the search (max_evals=None) after about 3 s: the reserve keeps the rest.
@@ -319,8 +319,9 @@ def test_the_time_the_refit_leaves_trains_more_networks(regression_data, monkeyp
     est = auto(time_budget=3600, max_evals=None, max_networks=7).fit(X, y)
     ensemble = est.pipeline_[-1]
     assert len(est.members_) == len(ensemble.estimators_) == 7
-    # The refit's 3 networks, then rounds of one (serial) up to 7, all by the fit's deadline.
-    assert [n for n, _ in deadlines] == [3, 1, 1, 1, 1]
+    # The refit's 3 networks, then one round of the 4 more (the hour holds them all), all by
+    # the fit's deadline.
+    assert [n for n, _ in deadlines] == [3, 4]
     assert len({d for _, d in deadlines}) == 1
     # A configuration's weight is shared equally among its networks, in D'Hondt proportion.
     by_trial = {}
@@ -349,8 +350,8 @@ def test_no_more_networks_where_a_round_would_not_fit(regression_data, monkeypat
     from autodeuq.estimators import _search_base
     real = _search_base.run_refits
 
-    def slow(evaluator, configs, seeds, holdout, deadline=None):
-        results = real(evaluator, configs, seeds, holdout, deadline=deadline)
+    def slow(evaluator, configs, seeds, holdout, deadline=None, **options):
+        results = real(evaluator, configs, seeds, holdout, deadline=deadline, **options)
         if isinstance(holdout, float):  # refits taken to have trained for an hour
             for r in results:
                 r.end = r.start + 3600.0
@@ -390,8 +391,8 @@ def test_failed_rescoring_selects_on_the_search_alone(regression_data, monkeypat
 
     real = _search_base.run_refits
 
-    def failing_rescores(evaluator, configs, seeds, holdout, deadline=None):
-        results = real(evaluator, configs, seeds, holdout, deadline=deadline)
+    def failing_rescores(evaluator, configs, seeds, holdout, deadline=None, **options):
+        results = real(evaluator, configs, seeds, holdout, deadline=deadline, **options)
         if not isinstance(holdout, float):  # the rescoring, not the refit
             for r in results:
                 r.status, r.error = "failed", "injected"
@@ -498,8 +499,8 @@ def _unlucky_refits(monkeypatch, how, every_time=False):
     real = _search_base.run_refits
     rounds = []
 
-    def unlucky(evaluator, configs, seeds, holdout, deadline=None):
-        results = real(evaluator, configs, seeds, holdout, deadline=deadline)
+    def unlucky(evaluator, configs, seeds, holdout, deadline=None, **options):
+        results = real(evaluator, configs, seeds, holdout, deadline=deadline, **options)
         if isinstance(holdout, float):  # the refit, not a rescoring
             rounds.append(list(seeds))
             if every_time or len(rounds) == 1:
@@ -664,9 +665,9 @@ def test_refits_end_at_the_time_budgets_deadline(regression_data, monkeypatch):
     seen = []
     real = _search_base.run_refits
 
-    def recording(evaluator, configs, seeds, holdout, deadline=None):
+    def recording(evaluator, configs, seeds, holdout, deadline=None, **options):
         seen.append(deadline)
-        return real(evaluator, configs, seeds, holdout, deadline=deadline)
+        return real(evaluator, configs, seeds, holdout, deadline=deadline, **options)
 
     monkeypatch.setattr(_search_base, "run_refits", recording)
     X, y, _, _ = regression_data

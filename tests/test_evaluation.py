@@ -14,6 +14,7 @@ from autodeuq.evaluation import (
     SerialEvaluator,
     TrialResult,
     fingerprint,
+    refit_tasks,
     run_refits,
     run_search,
     train_candidate,
@@ -188,6 +189,57 @@ def test_refits_run_on_the_evaluator_in_order(data):
     assert [r.trial_id for r in results] == [-1, -2]
     assert [r.status for r in results] == ["success", "diverged"]
     assert results[0].valid_mean.shape == (30,)  # early-stopped on its own tenth
+
+
+def test_refits_of_one_configuration_train_together_as_they_would_alone(data):
+    # Two refits of NET and one of another configuration: NET's two train in one batched
+    # task, each from its own seed on its own tenth, and come back as two results, as close
+    # to training each alone as batched products round (no dropout, a few epochs).
+    from autodeuq.evaluation._train import held_out_targets
+
+    other = {**NET, "layers": [{"units": 8}]}
+    with SerialEvaluator() as evaluator:
+        evaluator.start(data)
+        together = run_refits(evaluator, [NET, other, NET], seeds=[4, 6, 5], holdout=0.1)
+        alone = run_refits(evaluator, [NET, other, NET], seeds=[4, 6, 5], holdout=0.1,
+                           together=False)
+    assert [r.trial_id for r in together] == [-1, -2, -3]
+    assert [r.seed for r in together] == [4, 6, 5]
+    assert all(r.ok and r.state is not None for r in together)
+    assert (together[0].start, together[0].end) == (together[2].start, together[2].end)
+    assert together[1].end != together[0].end
+    for t, a in zip(together, alone, strict=True):
+        y = held_out_targets(data, 0.1, t.seed)  # scored on its own tenth, as alone
+        z = y - t.valid_mean
+        assert t.objective == pytest.approx(
+            np.mean(0.5 * (np.log(2 * np.pi * t.valid_var) + z**2 / t.valid_var)), rel=1e-5)
+        assert t.n_epochs == a.n_epochs
+        np.testing.assert_allclose(t.valid_mean, a.valid_mean, atol=1e-3)
+        for name, weights in t.state.items():
+            np.testing.assert_allclose(weights, a.state[name], atol=1e-3)
+    assert not np.allclose(together[0].valid_mean[:5], together[2].valid_mean[:5])
+
+
+def test_a_batched_refit_that_diverges_fails_each_of_its_networks(data):
+    with SerialEvaluator() as evaluator:
+        evaluator.start(data)
+        results = run_refits(evaluator, [DIVERGES, DIVERGES, NET], seeds=[4, 5, 6],
+                             holdout=0.1)
+    assert [r.status for r in results] == ["diverged", "diverged", "success"]
+    assert [(r.trial_id, r.seed) for r in results] == [(-1, 4), (-2, 5), (-3, 6)]
+    assert results[0].error == results[1].error and "Diverged" in results[0].error
+
+
+def test_refit_tasks_group_a_configuration_and_keep_every_worker_busy():
+    a, b = {"units": 1}, {"units": 2}
+    assert refit_tasks([a, b, a, a], 1) == [[0, 2, 3], [1]]
+    assert refit_tasks([a, b, a, a], 2) == [[0, 2, 3], [1]]
+    assert refit_tasks([a, b, a, a], 3) == [[0, 2], [3], [1]]  # the largest halved
+    assert refit_tasks([a] * 5, 2) == [[0, 1, 2], [3, 4]]
+    assert refit_tasks([a, b], 8) == [[0], [1]]
+    assert refit_tasks([dict(reversed(list({"x": 1, "y": 2}.items()))), {"x": 1, "y": 2}],
+                       1) == [[0, 1]]  # the same configuration whatever its keys' order
+    assert refit_tasks([], 2) == []
 
 
 def test_trial_seed_depends_only_on_root_and_id():
@@ -617,7 +669,8 @@ def test_very_short_trials_run_in_bundles_and_each_comes_back_once(client, data)
         results = run_search(search, evaluator, np.random.SeedSequence(0), max_evals=80,
                              on_result=on_result)
         assert evaluator._shape()[1] > 1
-        refits = run_refits(evaluator, [{"i": 0}] * 5, seeds=[1, 2, 3, 4, 5], holdout=0.25)
+        refits = run_refits(evaluator, [{"i": 0}] * 5, seeds=[1, 2, 3, 4, 5], holdout=0.25,
+                            together=False)
     assert max(widest) > 1  # some Dask tasks held several trials
     assert sorted(r.trial_id for r in results) == list(range(80))
     for r in results:

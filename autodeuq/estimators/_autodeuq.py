@@ -11,7 +11,7 @@ import numpy as np
 from sklearn.pipeline import Pipeline
 
 from ..ensemble import Catalogue, make_selector
-from ..evaluation import train_candidate
+from ..evaluation import refit_tasks, train_candidate
 from ..evaluation._train import Resplit, held_out_targets, network_config
 from ..uncertainty import NormalMixture, nll
 from ._deep_ensemble import DeepEnsembleRegressor
@@ -284,13 +284,13 @@ verbose, early_discard, security
             # sharing its weight: ensemble_size networks in all, a real ensemble even when one
             # configuration dominates the validation NLL.
             owners = self._refit_owners(weights)
-            entries, seconds = [selected[i] for i in owners], []
-            members = self._refit_members(outcome, evaluator, entries, seconds)
+            entries, tasks = [selected[i] for i in owners], []
+            members = self._refit_members(outcome, evaluator, entries, tasks)
             members = [member if member is not None else
                        self._member(outcome, entry, _weights(catalogue, entry, outcome.data))
                        for member, entry in zip(members, entries, strict=True)]
             more, more_members = self._more_networks(outcome, evaluator, selected, weights,
-                                                     owners, seconds)
+                                                     owners, tasks)
             owners, members = owners + more, members + more_members
             # Each configuration's weight shared among its networks.
             counts = np.bincount(owners, minlength=len(selected))
@@ -356,16 +356,20 @@ verbose, early_discard, security
         each as many times as :func:`_allocate` gives it, ``ensemble_size`` in all."""
         return _owners(_allocate(weights, max(self.ensemble_size, len(weights))))
 
-    def _more_networks(self, outcome, evaluator, selected, weights, owners, seconds):
+    def _more_networks(self, outcome, evaluator, selected, weights, owners, tasks):
         """More networks of the ``selected`` configurations, in the time the refit left.
 
         When the time budget stopped the search (not ``max_evals``) and ``max_networks`` is
-        above the refit's count, rounds of ``n_workers`` networks train from fresh seeds
-        (each next one going to the configuration with the largest weight per network, as
-        ``_allocate`` does) while a round's expected time fits before the deadline: the
-        longest network of each configuration so far (``seconds``, per refit network of
-        ``owners``, indices into ``selected``), with the refit's margin of half. A network
-        that fails, diverges or lands far worse than its searched one is left out.
+        above the refit's count, the next networks go each to the configuration with the
+        largest weight per network (as ``_allocate`` does) and train from fresh seeds, those
+        of one configuration together in one batched pass (:func:`run_refits`), in rounds:
+        each round the most networks whose expected time fits before the deadline, up to
+        ``max_networks`` in all. A task of ``b`` networks of a configuration is expected to
+        take as long as its slowest task so far (``tasks``: ``(positions in owners,
+        seconds)`` of the refit's, then of each round's) scaled up by ``b`` over that task's
+        networks where larger, with the refit's margin of half; a configuration never timed
+        counts as the slowest one. A network that fails, diverges or lands far worse than
+        its searched one is left out.
 
         Returns
         -------
@@ -375,32 +379,42 @@ verbose, early_discard, security
         """
         more, members = [], []
         searched_all = self.max_evals is not None and len(outcome.results) >= self.max_evals
+        took = {}  # configuration -> [(networks, seconds)] of its tasks
+        for positions, seconds in tasks:
+            if np.isfinite(seconds):
+                took.setdefault(owners[positions[0]], []).append((len(positions), seconds))
         if (self.max_networks is None or outcome.deadline is None or searched_all
-                or len(seconds) != len(owners)):  # no refit ran: no time left
+                or not took):  # no refit ran: no time left
             return more, members
-        took = {}
-        for i, s in zip(owners, seconds, strict=True):
-            if np.isfinite(s):
-                took[i] = max(took.get(i, 0.0), s)
+        slowest = max(took.values(), key=lambda runs: max(s for _, s in runs))
+
+        def expected(i, b):
+            return max(s * max(1.0, b / n) for n, s in took.get(i, slowest))
+
         counts = np.bincount(owners, minlength=len(selected))
         slots = max(1, evaluator.n_workers)
         start = time.monotonic()
-        while counts.sum() < self.max_networks and took:
-            batch = []
-            for _ in range(min(slots, self.max_networks - int(counts.sum()))):
-                i = int(np.argmax(np.asarray(weights) / counts))
-                counts[i] += 1
-                batch.append(i)
-            # A configuration whose refit was not timed counts as the slowest one.
-            need = 1.5 * makespan([took.get(i, max(took.values())) for i in batch], slots)
-            if self._out_of_time(outcome, keep=need):
-                break
-            entries = [selected[i] for i in batch]
-            results = self._retrain(outcome, evaluator, entries, REFIT_HOLDOUT,
-                                    longest_first=True)
+        while counts.sum() < self.max_networks:
+            for size in range(self.max_networks - int(counts.sum()), 0, -1):
+                batch, added = [], counts.copy()
+                for _ in range(size):
+                    i = int(np.argmax(np.asarray(weights) / added))
+                    added[i] += 1
+                    batch.append(i)
+                batch.sort()  # a configuration's networks side by side, one task
+                need = 1.5 * makespan([expected(batch[t[0]], len(t)) for t in refit_tasks(
+                    [selected[i].config for i in batch], slots)], slots)
+                if not self._out_of_time(outcome, keep=need):
+                    break
+            else:
+                break  # not one more network fits
+            counts = added
+            entries, ran = [selected[i] for i in batch], []
+            results = self._retrain(outcome, evaluator, entries, REFIT_HOLDOUT, tasks=ran)
+            for positions, seconds in ran:
+                if np.isfinite(seconds):
+                    took.setdefault(batch[positions[0]], []).append((len(positions), seconds))
             for i, entry, result in zip(batch, entries, results, strict=True):
-                if np.isfinite(result.duration):
-                    took[i] = max(took.get(i, 0.0), result.duration)
                 if unlucky_refit(entry, result) or not result.ok:
                     logger.info("an extra network of trial %d is left out (%s)",
                                 entry.trial_id, result.status)

@@ -21,6 +21,7 @@ from ..evaluation import (
     SerialEvaluator,
     checkpoint_lock,
     fingerprint,
+    refit_tasks,
     run_refits,
     run_search,
 )
@@ -471,26 +472,35 @@ class SearchRegressorBase(UncertaintyRegressorMixin, RegressorMixin, BaseEstimat
             validation_nll=trial.objective + math.log(outcome.y_scale))
 
     @staticmethod
-    def _retrain(outcome, evaluator, trials, holdout, deadline=None, longest_first=False):
+    def _retrain(outcome, evaluator, trials, holdout, deadline=None, longest_first=False,
+                 together=True, tasks=None):
         """Train each trial's configuration again on all the data split anew (``holdout`` of
         it to early-stop on), from fresh seeds, ending at ``deadline`` (default: the time
         budget's) at the latest; the results, in order. ``longest_first`` submits the
         trainings in the order of the trials' search times, longest first (see
         :func:`makespan`); the seeds go by position in ``trials`` all the same, so that a fit
-        is reproduced however long its candidates took."""
+        is reproduced however long its candidates took. ``together`` trains the refits of
+        one configuration in one batched pass (see :func:`run_refits`); ``tasks``, a list,
+        gets ``(positions in trials, seconds)`` for each task that ran."""
         seeds = [int(s.generate_state(1)[0]) for s in outcome.refit_seeds.spawn(len(trials))]
         order = list(range(len(trials)))
         if longest_first:
             order.sort(key=lambda i: -trial_seconds(trials[i]))
+        configs = [trials[i].config for i in order]
         results = [None] * len(trials)
         for i, result in zip(order, run_refits(
-                evaluator, [trials[i].config for i in order], [seeds[i] for i in order],
-                holdout, deadline=outcome.deadline if deadline is None else deadline),
-                strict=True):
+                evaluator, configs, [seeds[i] for i in order], holdout,
+                deadline=outcome.deadline if deadline is None else deadline,
+                together=together), strict=True):
             results[i] = result
+        if tasks is not None:
+            grouped = (refit_tasks(configs, evaluator.n_workers) if together
+                       else [[k] for k in range(len(order))])
+            tasks.extend(([order[k] for k in task], results[order[task[0]]].duration)
+                         for task in grouped)
         return results
 
-    def _refit_members(self, outcome, evaluator, trials, seconds=None):
+    def _refit_members(self, outcome, evaluator, trials, tasks=None):
         """Each trial's configuration trained again on all the data, as fitted members.
 
         They train in parallel on the search's workers, each early-stopping on its own
@@ -499,9 +509,11 @@ class SearchRegressorBase(UncertaintyRegressorMixin, RegressorMixin, BaseEstimat
         diverge, or land far worse than the searched network (``REFIT_TOLERANCE``): such a
         refit trains once more from another seed when the time budget leaves room for the
         round it took; one that fails again (or fails otherwise, or never starts) keeps the
-        searched network instead, with a warning.
+        searched network instead, with a warning. Refits of one configuration train together
+        in one batched pass (:func:`run_refits`); those trained again, each alone.
 
-        ``seconds``, a list, gets each network's training time (NaN where none ran).
+        ``tasks``, a list, gets ``(positions in trials, seconds)`` for each training task
+        that ran (see :meth:`_retrain`).
 
         Returns
         -------
@@ -515,7 +527,9 @@ class SearchRegressorBase(UncertaintyRegressorMixin, RegressorMixin, BaseEstimat
                           stacklevel=3)
             return [None] * len(trials)
         start = time.monotonic()
-        refits = self._retrain(outcome, evaluator, trials, REFIT_HOLDOUT, longest_first=True)
+        ran = []
+        refits = self._retrain(outcome, evaluator, trials, REFIT_HOLDOUT, longest_first=True,
+                               tasks=ran)
         unlucky = [i for i, (trial, refit) in enumerate(zip(trials, refits, strict=True))
                    if unlucky_refit(trial, refit)]
         took = max((r.duration for r in refits if np.isfinite(r.duration)), default=0.0)
@@ -524,14 +538,14 @@ class SearchRegressorBase(UncertaintyRegressorMixin, RegressorMixin, BaseEstimat
                         "; ".join(f"trial {trials[i].trial_id} ({refits[i].status})"
                                   for i in unlucky))
             again = self._retrain(outcome, evaluator, [trials[i] for i in unlucky],
-                                  REFIT_HOLDOUT)
+                                  REFIT_HOLDOUT, together=False)
             for i, refit in zip(unlucky, again, strict=True):
                 refit.attempts = refits[i].attempts + 1
                 refits[i] = refit
                 unlucky_refit(trials[i], refit)
         self.refit_time_ = time.monotonic() - start
-        if seconds is not None:
-            seconds.extend(r.duration for r in refits)
+        if tasks is not None:
+            tasks.extend(ran)
         members, failed = [], []
         for trial, refit in zip(trials, refits, strict=True):
             if refit.ok:  # described by the searched configuration

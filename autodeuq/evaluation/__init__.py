@@ -16,7 +16,7 @@ from ._discard import (
     search_outcome,
 )
 from ._journal import Journal, checkpoint_lock, fingerprint
-from ._loop import run_refits, run_search, trial_seed
+from ._loop import refit_tasks, run_refits, run_search, trial_seed
 from ._progress import SearchProgress
 from ._result import STATUSES, TrialResult
 from ._serial import SerialEvaluator
@@ -39,6 +39,7 @@ __all__ = [
     "checkpoint_lock",
     "fingerprint",
     "make_early_discard",
+    "refit_tasks",
     "run_refits",
     "run_search",
     "rung_threshold",

@@ -1,13 +1,17 @@
 """run_search: the asynchronous ask / submit / collect / tell loop."""
 
+import dataclasses
+import json
 import logging
+import numbers
 import time
 
 import numpy as np
 
 from ._discard import search_outcome
+from ._train import Refit
 
-__all__ = ["run_refits", "run_search", "trial_seed"]
+__all__ = ["refit_tasks", "run_refits", "run_search", "trial_seed"]
 
 logger = logging.getLogger(__name__)
 
@@ -122,11 +126,15 @@ def run_search(search, evaluator, seed_sequence, *, max_evals=None, time_budget=
     return results
 
 
-def run_refits(evaluator, configs, seeds, holdout, deadline=None):
+def run_refits(evaluator, configs, seeds, holdout, deadline=None, together=True):
     """Train each configuration again on all the data, in parallel on the evaluator's workers.
 
     Each refit early-stops on its own ``holdout`` fraction of the data, drawn from its seed
-    (see :func:`train_candidate`), so together the refits see every row.
+    (see :func:`train_candidate`), so together the refits see every row. With ``together``,
+    refits of the same configuration train in one batched pass (a ``Refit`` holdout, see
+    :func:`autodeuq.nn.train_networks`), as few such tasks as keep every worker busy (see
+    :func:`refit_tasks`): the same networks in distribution in a fraction of the time, for
+    small ones.
 
     Parameters
     ----------
@@ -134,23 +142,58 @@ def run_refits(evaluator, configs, seeds, holdout, deadline=None):
         Already started, with the search's data.
     configs : list of dict
     seeds : list of int
-    holdout : float
+    holdout : float or Resplit
+        A fraction: refits. A ``Resplit``: rescorings, each trained alone.
     deadline : float or None, default=None
         Unix time at which every refit ends with the best weights it has (the end of the
         fit's time budget).
+    together : bool, default=True
+        Batch the refits of one configuration; False trains each alone.
 
     Returns
     -------
     list of TrialResult
         In the order of ``configs``; ``trial_id`` is the position, counted from -1 down
-        (never a search trial's id).
+        (never a search trial's id). Refits trained together share their task's start and
+        end, and a failure of the task (one network diverging fails the batch) is each one's.
     """
+    batch = together and isinstance(holdout, numbers.Real)
+    tasks = (refit_tasks(configs, evaluator.n_workers) if batch
+             else [[i] for i in range(len(configs))])
+    for task in tasks:
+        first = task[0]
+        evaluator.submit(-1 - first, configs[first], seeds[first], deadline=deadline,
+                         holdout=holdout if len(task) == 1 else Refit(
+                             float(holdout), tuple(int(seeds[i]) for i in task)))
+    by_first = {task[0]: task for task in tasks}
     results = {}
-    for position, (config, seed) in enumerate(zip(configs, seeds, strict=True)):
-        evaluator.submit(-1 - position, config, seed, deadline=deadline, holdout=holdout)
     while evaluator.n_running:
         for result in evaluator.collect():
-            results[-1 - result.trial_id] = result
-            logger.debug("refit %d %s on %s in %.1fs", -1 - result.trial_id, result.status,
-                         result.worker, result.duration)
+            task = by_first[-1 - result.trial_id]
+            parts = result.networks if len(task) > 1 and result.networks else [
+                dataclasses.replace(result, seed=int(seeds[i])) for i in task]
+            for i, part in zip(task, parts, strict=True):
+                part.trial_id, part.attempts = -1 - i, result.attempts
+                results[i] = part
+            logger.debug("refit %s %s on %s in %.1fs", task, result.status, result.worker,
+                         result.duration)
     return [results[i] for i in range(len(configs))]
+
+
+def refit_tasks(configs, slots):
+    """Positions of ``configs`` grouped into the tasks of a batched refit: one per distinct
+    configuration (in the order they first appear), the largest split in halves while there
+    are fewer tasks than ``slots`` workers, so that none idles while a batch could be shared.
+    """
+    groups = {}
+    for i, config in enumerate(configs):
+        groups.setdefault(json.dumps(config, sort_keys=True, default=str), []).append(i)
+    tasks = list(groups.values())
+    while tasks and len(tasks) < max(1, slots):
+        largest = max(range(len(tasks)), key=lambda t: len(tasks[t]))
+        task = tasks[largest]
+        if len(task) < 2:
+            break
+        half = (len(task) + 1) // 2
+        tasks[largest:largest + 1] = [task[:half], task[half:]]
+    return tasks

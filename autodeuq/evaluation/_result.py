@@ -48,6 +48,9 @@ class TrialResult:
     rung_nlls : list of [int, float]
         ``[epoch, best validation NLL so far]`` at each rung of early discarding it reached
         (empty without early discarding).
+    networks : list of TrialResult
+        For a batched refit (``autodeuq.evaluation._train.Refit``), each network's own
+        result, with the whole task's start and end; empty otherwise.
     """
 
     trial_id: int
@@ -66,6 +69,7 @@ class TrialResult:
     seed: int = 0
     attempts: int = 1
     rung_nlls: list = field(default_factory=list)
+    networks: list = field(default_factory=list, repr=False)
 
     def __post_init__(self):
         if self.status not in STATUSES:
@@ -80,6 +84,7 @@ class TrialResult:
     def drop_arrays(self):
         """Forget the weights and validation predictions (keep the record), to bound memory."""
         self.state = self.valid_mean = self.valid_var = None
+        self.networks = []
 
     @property
     def duration(self):
@@ -89,6 +94,6 @@ class TrialResult:
     def record(self):
         """The JSON-able part (no arrays): what a journal line and a results row hold."""
         row = asdict(self)
-        for key in ("valid_mean", "valid_var", "state"):
+        for key in ("valid_mean", "valid_var", "state", "networks"):
             row.pop(key)
         return row

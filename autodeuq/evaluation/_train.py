@@ -12,7 +12,7 @@ from ..nn import gaussian_nll_loss, predict_in_batches, train_network, train_net
 from ..uncertainty import NormalMixture, nll
 from ._result import TrialResult
 
-__all__ = ["Resplit", "held_out_targets", "refit_data", "resplit_data", "train_candidate",
+__all__ = ["Refit", "Resplit", "held_out_targets", "refit_data", "resplit_data", "train_candidate",
            "worker_name"]
 
 
@@ -115,6 +115,29 @@ class Resplit:
     networks: int = 1
 
 
+@dataclass(frozen=True)
+class Refit:
+    """Several networks of one configuration trained again on all the data, together: the
+    ``holdout`` of a batched refit (see :func:`train_candidate`).
+
+    Network ``k`` early-stops on its own ``holdout`` fraction of the rows drawn from
+    ``seeds[k]`` and is initialised from it, as a refit of that seed alone would be (see
+    :func:`refit_data`); the networks train in one batched pass
+    (:func:`autodeuq.nn.train_networks`), in a fraction of their time one after another for
+    small networks.
+
+    Attributes
+    ----------
+    holdout : float
+        Part of all the rows each network early-stops on.
+    seeds : tuple of int
+        One per network.
+    """
+
+    holdout: float
+    seeds: tuple
+
+
 def resplit_data(data, resplit):
     """All of ``data`` split anew as the search split it: a validation part to score on,
     an early-stopping part and a training part, drawn from ``resplit.seed``.
@@ -165,11 +188,15 @@ def train_candidate(config, data, seed, device="cpu", time_limit=None, trial_id=
         Refit: train on the training and validation parts together, early-stopping on a
         fresh ``holdout`` fraction of them drawn from ``seed`` (see :func:`refit_data`). The
         result's objective and validation predictions are then on that holdout.
-        A ``Resplit`` (``autodeuq.evaluation._train``): a rescoring, trained and scored as a
-        search trial on a second split of all the data, the same for every trial given it;
-        with ``networks > 1``, that many networks from seeds spawned from ``seed``, scored as
-        their equal mixture: the result's ``valid_mean`` and ``valid_var`` then have shape
-        ``(networks, n_valid)`` and it holds no weights (``state`` None).
+        A :class:`Refit`: ``len(holdout.seeds)`` such refits trained together (``seed`` is
+        not used); the result holds one result per network in ``networks``, each with its
+        own objective, predictions on its own holdout and weights, and the whole task's
+        start and end. A ``Resplit`` (``autodeuq.evaluation._train``): a rescoring, trained
+        and scored as a search trial on a second split of all the data, the same for every
+        trial given it; with ``networks > 1``, that many networks from seeds spawned from
+        ``seed``, scored as their equal mixture: the result's ``valid_mean`` and
+        ``valid_var`` then have shape ``(networks, n_valid)`` and it holds no weights
+        (``state`` None).
     rungs : sequence of (int, float) or None, default=None
         Early discarding: ``(epoch, threshold)`` pairs, the thresholds frozen when the trial
         was submitted (see :mod:`autodeuq.evaluation._discard`). A trial whose best
@@ -208,6 +235,9 @@ def _run_trial(config, data, seed, device, time_limit, trial_id, deadline, holdo
         return TrialResult(status="timeout", end=start, error="the search's time budget ran "
                            "out before this trial started", **common)
     try:
+        if isinstance(holdout, Refit):
+            return _refit_together(config, data, holdout, device, time_limit, stop_after,
+                                   common)
         if isinstance(holdout, Resplit):
             data = resplit_data(data, holdout)
             if holdout.networks > 1:
@@ -280,3 +310,38 @@ def _train_together(config, data, seed, networks, device, time_limit, stop_after
                        n_epochs=max(t.n_epochs for t in trained),
                        best_epoch=max(t.best_epoch for t in trained), end=time.time(),
                        **common)
+
+
+def _refit_together(config, data, refit, device, time_limit, stop_after, common):
+    """Refits of ``config`` from each of ``refit.seeds``, trained together on all the rows of
+    ``data``, each early-stopping on its own holdout (as :func:`refit_data` draws it); one
+    result holding each network's in ``networks``. Raises as :func:`train_network` does (the
+    caller makes a result of it): one network that diverges fails them all."""
+    import torch
+
+    X, y = _all_rows(data)
+    rows = [_refit_rows(len(y), refit.holdout, seed) for seed in refit.seeds]
+    trained = train_networks(network_config(config), X, y,
+                             np.stack([r["train"] for r in rows]),
+                             np.stack([r["valid"] for r in rows]),
+                             seeds=[int(s) for s in refit.seeds], device=device,
+                             time_limit=time_limit, stop_after=stop_after)
+    end, networks = time.time(), []
+    for seed, part, net in zip(refit.seeds, rows, trained, strict=True):
+        mean, var = predict_in_batches(net.module, X[part["valid"]])
+        with torch.inference_mode():
+            objective = float(gaussian_nll_loss(mean, var, torch.as_tensor(
+                y[part["valid"]], dtype=torch.float32)))
+        if not np.isfinite(objective):
+            raise TrainingDivergedError(f"validation NLL is {objective}")
+        networks.append(TrialResult(
+            status="success", objective=objective, valid_mean=mean.numpy().copy(),
+            valid_var=var.numpy().copy(),
+            state={k: v.detach().cpu().numpy().copy()
+                   for k, v in net.module.state_dict().items()},
+            n_epochs=net.n_epochs, best_epoch=net.best_epoch, end=end,
+            **{**common, "seed": int(seed)}))
+    return TrialResult(status="success", objective=max(n.objective for n in networks),
+                       n_epochs=max(n.n_epochs for n in networks),
+                       best_epoch=max(n.best_epoch for n in networks), end=end,
+                       networks=networks, **common)
