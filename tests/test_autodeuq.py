@@ -301,6 +301,13 @@ def test_the_refits_seeds_do_not_depend_on_how_long_candidates_took(regression_d
     np.testing.assert_array_equal(fits[0].predict(X_test), fits[1].predict(X_test))
 
 
+def _search_three_seconds(monkeypatch):
+    """The budget stops the search (max_evals=None) after about 3 s: the reserve keeps the
+    rest for what follows."""
+    monkeypatch.setattr(AutoDEUQRegressor, "_time_reserve",
+                        lambda self, timed, slots, rows: self.time_budget - 3.0)
+
+
 def test_the_time_the_refit_leaves_trains_more_networks(regression_data, monkeypatch):
     X, y, X_test, _ = regression_data
     deadlines = []
@@ -313,9 +320,7 @@ def test_the_time_the_refit_leaves_trains_more_networks(regression_data, monkeyp
         return real(evaluator, configs, seeds, holdout, deadline=deadline, **options)
 
     monkeypatch.setattr(_search_base, "run_refits", recording)
-    # The budget stops the search (max_evals=None) after about 3 s: the reserve keeps the rest.
-    monkeypatch.setattr(AutoDEUQRegressor, "_time_reserve",
-                        lambda self, timed, slots, rows: self.time_budget - 3.0)
+    _search_three_seconds(monkeypatch)
     est = auto(time_budget=3600, max_evals=None, max_networks=7).fit(X, y)
     ensemble = est.pipeline_[-1]
     assert len(est.members_) == len(ensemble.estimators_) == 7
@@ -358,8 +363,7 @@ def test_no_more_networks_where_a_round_would_not_fit(regression_data, monkeypat
         return results
 
     monkeypatch.setattr(_search_base, "run_refits", slow)
-    monkeypatch.setattr(AutoDEUQRegressor, "_time_reserve",
-                        lambda self, timed, slots, rows: self.time_budget - 3.0)
+    _search_three_seconds(monkeypatch)
     X, y, _, _ = regression_data
     est = auto(time_budget=600, max_evals=None, max_networks=7).fit(X, y)
     assert len(est.members_) == 3

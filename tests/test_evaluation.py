@@ -227,7 +227,8 @@ def test_a_batched_refit_that_diverges_fails_each_of_its_networks(data):
                              holdout=0.1)
     assert [r.status for r in results] == ["diverged", "diverged", "success"]
     assert [(r.trial_id, r.seed) for r in results] == [(-1, 4), (-2, 5), (-3, 6)]
-    assert results[0].error == results[1].error and "Diverged" in results[0].error
+    assert results[0].error == results[1].error
+    assert "Diverged" in results[0].error
 
 
 def test_refit_tasks_group_a_configuration_and_keep_every_worker_busy():

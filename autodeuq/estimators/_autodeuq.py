@@ -100,15 +100,18 @@ verbose, early_discard, security
         Train each selected configuration again on all the data, in parallel on the search's
         workers, each member early-stopping on its own random tenth of it (as the members of
         :class:`DeepEnsembleRegressor` do). ``ensemble_size`` networks are trained: a
-        configuration selected with a large weight gets several, from independent seeds.
+        configuration selected with a large weight gets several, from independent seeds,
+        trained together in one batched pass (as few such tasks as keep every worker busy).
         On the UCI benchmarks this lowers the test NLL clearly: the validation part is a
         fifth of the data. False keeps the searched networks as trained (the AutoDEUQ
         paper's way) and needs no extra training time.
     max_networks : int or None, default=20
         With ``refit``, when ``time_budget`` stopped the search (before ``max_evals``): the
         time the refit leaves before the budget's end trains more networks of the selected
-        configurations, from fresh seeds, a round of ``n_jobs`` at a time while a round
-        still fits, up to ``max_networks`` in all; each next network goes to the
+        configurations, from fresh seeds, in rounds of as many networks as are expected to
+        fit before it (a configuration's networks trained together in one batched pass, in
+        a fraction of their time one after another), up to ``max_networks`` in all; each
+        next network goes to the
         configuration with the largest weight per network, and a configuration's weight is
         shared among its networks. More networks average out more of each seed's error: a
         :class:`DeepEnsembleRegressor` of 10 networks instead of 5 lowered the test NLL on

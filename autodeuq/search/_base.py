@@ -220,7 +220,7 @@ class Search(abc.ABC):
         -------
         Trial
         """
-        config = None
+        config = key = None
         while self._queue and config is None:
             queued = self._queue.pop(0)
             key = _config_key(queued)
@@ -229,10 +229,11 @@ class Search(abc.ABC):
             config = queued if self._asked[key] < self._dequeued[key] else None
         if config is None:
             config = self._new_config()
+            key = _config_key(config)
         trial_id = self._next_id
         self._next_id += 1
         self._pending[trial_id] = config
-        self._asked[_config_key(config)] += 1
+        self._asked[key] += 1
         self._on_ask(trial_id, config)
         return Trial(trial_id, dict(config))
 
