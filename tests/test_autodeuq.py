@@ -10,6 +10,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from autodeuq import AutoDEUQRegressor, DeepEnsembleRegressor
+from autodeuq.estimators._search_base import BATCH_COST
 from autodeuq.space import Float, Int
 from autodeuq.uncertainty import calibrated_levels
 
@@ -634,9 +635,12 @@ def test_the_time_budget_keeps_time_for_the_refit():
     assert est._time_reserve(timed, slots=2, refit_rows=1.25) == pytest.approx(1.875 * 16)
     assert est._time_reserve(timed, slots=8, refit_rows=1.0) == pytest.approx(1.5 * 8)
     # Before a trial succeeds, a trial is taken to train for a thirtieth of the budget.
-    assert est._time_reserve([], slots=2, refit_rows=1.25) == pytest.approx(3 * 1.875 * 10)
-    # Fewer candidates than networks: the best ones are refitted several times.
-    assert est._time_reserve(timed[:1], slots=2, refit_rows=1.0) == pytest.approx(3 * 1.5 * 4)
+    # Fewer candidates than networks: the best ones are refitted several times, together
+    # (five networks of one configuration: batches of 3 and 2 on the two workers).
+    assert est._time_reserve([], slots=2, refit_rows=1.25) == pytest.approx(
+        1.875 * 10 * (1 + 2 * BATCH_COST))
+    assert est._time_reserve(timed[:1], slots=2, refit_rows=1.0) == pytest.approx(
+        1.5 * 4 * (1 + 2 * BATCH_COST))
     assert AutoDEUQRegressor(time_budget=20)._time_reserve(timed, 2, 1.25) == 10  # half at most
     assert AutoDEUQRegressor(time_budget=300, refit=False,
                              rescore_top=0)._time_reserve(timed, 2, 1.25) == 0
@@ -648,6 +652,19 @@ def test_the_time_budget_keeps_time_for_the_refit():
     assert AutoDEUQRegressor(time_budget=3600, ensemble_size=5, rescore_networks=3)._time_reserve(
         timed, slots=2, refit_rows=1.25) == pytest.approx(3 * 114 + 1.875 * 16)
     assert AutoDEUQRegressor(max_evals=5)._time_reserve(timed, 2, 1.25) == 0
+
+
+def test_refits_are_expected_to_take_as_they_train_together():
+    from autodeuq.estimators._search_base import refits_seconds
+
+    # Distinct configurations, one network each: the longest-first schedule of makespan.
+    assert refits_seconds([3.0, 2.0, 2.0], ["a", "b", "c"], 2) == 4
+    # One configuration's networks in one task (slowest x batch cost); one worker.
+    assert refits_seconds([3.0, 2.0, 1.0], ["a", "a", "b"], 1) == pytest.approx(
+        3 * (1 + BATCH_COST) + 1)
+    # Four networks of one configuration on two workers: two tasks of two.
+    assert refits_seconds([2.0] * 4, ["a"] * 4, 2) == pytest.approx(2 * (1 + BATCH_COST))
+    assert refits_seconds([], [], 2) == 0
 
 
 def test_the_time_budget_keeps_time_for_slow_best_candidates():

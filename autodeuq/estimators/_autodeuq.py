@@ -24,6 +24,7 @@ from ._search_base import (
     recalibration_factor,
     recalibration_mode,
     refit_round,
+    refits_seconds,
     rounds_seconds,
     trial_seconds,
     unlucky_refit,
@@ -225,9 +226,10 @@ verbose, early_discard, security
                      if self.rescore_top else 0.0)
         if not self.refit:
             return rescoring
-        refits = [max(durations[0], durations[i % len(durations)])
-                  for i in range(self.ensemble_size)]
-        return rescoring + makespan([refit_round(d, refit_rows) for d in refits], slots)
+        # The networks of one configuration train together (refits_seconds).
+        keys = [i % len(durations) for i in range(self.ensemble_size)]
+        refits = [refit_round(max(durations[0], durations[k]), refit_rows) for k in keys]
+        return rescoring + refits_seconds(refits, keys, slots)
 
     def fit(self, X, y):
         """Search, then select the ensemble from the catalogue of candidates.
@@ -505,12 +507,13 @@ verbose, early_discard, security
 
         A rescoring is expected to last as long as the candidate's search trial (a split as
         large as the search's) times ``split.networks``, the refit of a configuration
-        :func:`refit_round` of it, the refit's networks running ``n_workers`` at a time,
-        longest first (:func:`makespan`); every estimate is scaled by the rescorings' time
-        so far over what was expected of them, summed (at least 1: on kin8nm a refit round
-        once took 65 s where the search predicted 40; summed, as one network's time varies
-        with its seed: on concrete single rescorings took from 0.3 to 1.1 times their search
-        trial's). Returns the results, in order, for a prefix of ``entries``.
+        :func:`refit_round` of it, the refit's networks running as :func:`refits_seconds`
+        expects (a configuration's together, ``n_workers`` tasks at a time); every estimate
+        is scaled by the rescorings' time so far over what was expected of them, summed (at
+        least 1: on kin8nm a refit round once took 65 s where the search predicted 40;
+        summed, as one network's time varies with its seed: on concrete single rescorings
+        took from 0.3 to 1.1 times their search trial's). Returns the results, in order, for
+        a prefix of ``entries``.
         """
         slots = max(1, evaluator.n_workers)
         timed = [e.duration for e in [*entries, *refit] if np.isfinite(e.duration)]
@@ -530,9 +533,9 @@ verbose, early_discard, security
             slower = max(1.0, took / expected) if expected > 0 else 1.0
             deadline = None
             if outcome.deadline is not None:
-                deadline = outcome.deadline - makespan(
+                deadline = outcome.deadline - refits_seconds(
                     [refit_round(slower * seconds(e), outcome.refit_rows) for e in refit],
-                    slots)
+                    [e.trial_id for e in refit], slots)
                 ahead = chunk if results else entries[:max(2, slots)]
                 need = slower * rounds_seconds([rescoring(e) for e in ahead], slots)
                 if deadline - time.time() < need:
