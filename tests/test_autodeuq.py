@@ -2,6 +2,7 @@
 
 import pickle
 import warnings
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -187,7 +188,8 @@ def _fit_an_hour(monkeypatch, regression_data, seconds):
     return auto(time_budget=3600, max_evals=12).fit(X, y), rescorings
 
 
-def _fit_rescorings_taking(monkeypatch, regression_data, took, time_budget=3600, networks=1):
+def _fit_rescorings_taking(monkeypatch, regression_data, took, time_budget=3600, networks=1,
+                           **params):
     """A fit whose candidates all trained for 100 s in the search and whose rescoring rounds
     (serial: one candidate of ``networks`` networks a round) take ``took(round)`` seconds
     each, on a clock that moves on by as much."""
@@ -214,7 +216,8 @@ def _fit_rescorings_taking(monkeypatch, regression_data, took, time_budget=3600,
 
     monkeypatch.setattr(_search_base, "run_refits", slow_rescores)
     X, y, _, _ = regression_data
-    return auto(time_budget=time_budget, max_evals=12, rescore_networks=networks).fit(X, y)
+    return auto(**{"time_budget": time_budget, "max_evals": 12, "rescore_networks": networks,
+                   **params}).fit(X, y)
 
 
 @pytest.mark.parametrize(("took", "n_rescored"), [(0, 10), (400, 3), (1200, 0)])
@@ -231,6 +234,22 @@ def test_rescoring_takes_only_the_time_the_refit_leaves(regression_data, monkeyp
     if n_rescored:
         best = est.search_results_.nsmallest(1, "valid_nll")["job_id"].item()
         assert est.rescored_[0]["trial_id"] == best  # greedy's first pick: the best alone
+
+
+def test_rescoring_leaves_room_for_the_networks_planned(regression_data, monkeypatch):
+    # The budget stops the search (its reserve is all of it once 12 trials succeeded): with
+    # max_networks, the gate keeps room for twice ensemble_size networks of the first
+    # selection's picks (two per pick, trained together: 1.45 times one), not
+    # ensemble_size, so fewer 100-s rounds of rescoring fit in 1500 s.
+    monkeypatch.setattr(AutoDEUQRegressor, "_time_reserve", lambda self, timed, slots, rows: (
+        0.0 if len(timed) < 12 else self.time_budget))
+    counts = []
+    for max_networks in (None, 20):
+        est = _fit_rescorings_taking(monkeypatch, regression_data, lambda _: 100.0,
+                                     time_budget=1500, max_evals=None,
+                                     max_networks=max_networks)
+        counts.append(len(est.rescored_))
+    assert 2 <= counts[1] < counts[0] < 10
 
 
 def test_one_slow_rescoring_does_not_stop_the_others(regression_data, monkeypatch):
@@ -631,7 +650,7 @@ def test_the_time_budget_keeps_time_for_the_refit():
     # refit_round of its time (1.5 x 1.25 rows), two at a time longest first: 8 + 4 + 4 s on
     # one worker, 6 + 6 on the other, times 1.875.
     timed = [(0.1, 4.0), (0.2, 6.0), (0.3, 8.0), (0.4, 2.0), (0.5, 6.0), (9.0, 100.0)]
-    est = AutoDEUQRegressor(time_budget=300, ensemble_size=5, rescore_top=0)
+    est = AutoDEUQRegressor(time_budget=300, ensemble_size=5, rescore_top=0, max_networks=None)
     assert est._time_reserve(timed, slots=2, refit_rows=1.25) == pytest.approx(1.875 * 16)
     assert est._time_reserve(timed, slots=8, refit_rows=1.0) == pytest.approx(1.5 * 8)
     # Before a trial succeeds, a trial is taken to train for a thirtieth of the budget.
@@ -647,10 +666,15 @@ def test_the_time_budget_keeps_time_for_the_refit():
     # Rescoring the best ten (six here) two at a time, each round as long as its slowest
     # search time (6, 8 and 100 s), on as many rows as a trial's; a rescoring of three
     # networks as three trainings.
-    assert AutoDEUQRegressor(time_budget=300, ensemble_size=5)._time_reserve(
+    assert AutoDEUQRegressor(time_budget=300, ensemble_size=5, max_networks=None)._time_reserve(
         timed, slots=2, refit_rows=1.25) == pytest.approx(114 + 1.875 * 16)
-    assert AutoDEUQRegressor(time_budget=3600, ensemble_size=5, rescore_networks=3)._time_reserve(
+    assert AutoDEUQRegressor(time_budget=3600, ensemble_size=5, rescore_networks=3,
+                             max_networks=None)._time_reserve(
         timed, slots=2, refit_rows=1.25) == pytest.approx(3 * 114 + 1.875 * 16)
+    # With max_networks, time for twice ensemble_size networks: two of each configuration,
+    # trained together, so each task as one network times 1 + BATCH_COST.
+    assert AutoDEUQRegressor(time_budget=300, ensemble_size=5, rescore_top=0)._time_reserve(
+        timed, slots=2, refit_rows=1.25) == pytest.approx(1.875 * 16 * (1 + BATCH_COST))
     assert AutoDEUQRegressor(max_evals=5)._time_reserve(timed, 2, 1.25) == 0
 
 
@@ -673,9 +697,23 @@ def test_the_time_budget_keeps_time_for_slow_best_candidates():
     # five's median, 1 s, kept 13 s where rescoring and refitting them takes over 200 s).
     # The best may be refitted as all five networks: each counts as 40 s, three rounds.
     timed = [(0.1, 40.0), (0.2, 40.0)] + [(1.0 + i, 1.0) for i in range(20)]
-    est = AutoDEUQRegressor(time_budget=3600, ensemble_size=5)
+    est = AutoDEUQRegressor(time_budget=3600, ensemble_size=5, max_networks=None)
     assert est._time_reserve(timed, slots=2, refit_rows=1.25) == pytest.approx(
         40 + 4 * 1 + 3 * 1.5 * 1.25 * 40)
+
+
+def test_time_is_kept_for_twice_ensemble_size_networks_where_more_may_train():
+    budget = {"time_budget": 600, "ensemble_size": 5}
+    assert AutoDEUQRegressor(**budget)._planned_networks() == 10
+    assert AutoDEUQRegressor(**budget, max_networks=7)._planned_networks() == 7
+    assert AutoDEUQRegressor(**budget, max_networks=3)._planned_networks() == 5
+    assert AutoDEUQRegressor(**budget, max_networks=None)._planned_networks() == 5
+    assert AutoDEUQRegressor(**budget, refit=False)._planned_networks() == 5
+    assert AutoDEUQRegressor(ensemble_size=5)._planned_networks() == 5  # no budget to fill
+    # A search that ran its max_evals trains no more networks: none are planned then.
+    ran = SimpleNamespace(results=[None] * 8)
+    assert AutoDEUQRegressor(**budget, max_evals=8)._planned_networks(ran) == 5
+    assert AutoDEUQRegressor(**budget, max_evals=9)._planned_networks(ran) == 10
 
 
 def test_refits_end_at_the_time_budgets_deadline(regression_data, monkeypatch):

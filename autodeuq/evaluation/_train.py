@@ -184,17 +184,18 @@ def train_candidate(config, data, seed, device="cpu", time_limit=None, trial_id=
         Unix time at which training ends normally with the best weights so far (the end of
         the search's time budget). A trial that starts after it is not trained and is
         recorded as ``"timeout"``.
-    holdout : float, Resplit or None, default=None
+    holdout : float, Refit, Resplit or None, default=None
         Refit: train on the training and validation parts together, early-stopping on a
         fresh ``holdout`` fraction of them drawn from ``seed`` (see :func:`refit_data`). The
         result's objective and validation predictions are then on that holdout.
-        A :class:`Refit`: ``len(holdout.seeds)`` such refits trained together (``seed`` is
-        not used); the result holds one result per network in ``networks``, each with its
-        own objective, predictions on its own holdout and weights, and the whole task's
-        start and end. A ``Resplit`` (``autodeuq.evaluation._train``): a rescoring, trained
-        and scored as a search trial on a second split of all the data, the same for every
-        trial given it; with ``networks > 1``, that many networks from seeds spawned from
-        ``seed``, scored as their equal mixture: the result's ``valid_mean`` and
+        A ``Refit`` (``autodeuq.evaluation._train``): ``len(holdout.seeds)`` such refits
+        trained together (``seed`` is not used); the result holds one result per network in
+        ``networks``, each with its own objective, predictions on its own holdout and
+        weights, and the whole task's start and end. A ``Resplit``
+        (``autodeuq.evaluation._train``): a rescoring, trained and scored as a search trial
+        on a second split of all the data, the same for every trial given it; with
+        ``networks > 1``, that many networks from seeds spawned from ``seed``, scored as
+        their equal mixture: the result's ``valid_mean`` and
         ``valid_var`` then have shape ``(networks, n_valid)`` and it holds no weights
         (``state`` None).
     rungs : sequence of (int, float) or None, default=None
