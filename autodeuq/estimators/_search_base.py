@@ -510,7 +510,9 @@ class SearchRegressorBase(UncertaintyRegressorMixin, RegressorMixin, BaseEstimat
                 together=together), strict=True):
             results[i] = result
         if tasks is not None:
-            grouped = (refit_tasks(configs, evaluator.n_workers) if together
+            # As run_refits forms its tasks: refits of one configuration together.
+            batched = together and isinstance(holdout, numbers.Real)
+            grouped = (refit_tasks(configs, evaluator.n_workers) if batched
                        else [[k] for k in range(len(order))])
             tasks.extend(([order[k] for k in task], results[order[task[0]]].duration)
                          for task in grouped)
