@@ -21,9 +21,9 @@ from autodeuq.search import (
     Trial,
     make_search,
 )
-from autodeuq.search._base import _config_key
 from autodeuq.search._bo import _ConstantLiarLCB
 from autodeuq.space import Categorical, Condition, Float, Int, SearchSpace, default_space
+from autodeuq.space._space import config_key as _config_key
 
 CLASSES = [RandomSearch, AgingEvolution, BayesianOptimization, AgEBO]
 

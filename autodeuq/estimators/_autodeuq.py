@@ -406,9 +406,14 @@ verbose, early_discard, security
         """
         more, members = [], []
         took = {}  # configuration -> [(networks, seconds)] of its tasks
-        for positions, seconds in tasks:
-            if np.isfinite(seconds):
-                took.setdefault(owners[positions[0]], []).append((len(positions), seconds))
+
+        def timed(ran, configuration):  # ran: (positions, seconds) of tasks
+            for positions, seconds in ran:
+                if np.isfinite(seconds):
+                    took.setdefault(configuration[positions[0]], []).append(
+                        (len(positions), seconds))
+
+        timed(tasks, owners)
         if (self.max_networks is None or outcome.deadline is None
                 or self._searched_all(outcome) or not took):  # not took: no refit ran
             return more, members
@@ -422,12 +427,8 @@ verbose, early_discard, security
         start = time.monotonic()
         while counts.sum() < self.max_networks:
             for size in range(self.max_networks - int(counts.sum()), 0, -1):
-                batch, added = [], counts.copy()
-                for _ in range(size):
-                    i = int(np.argmax(np.asarray(weights) / added))
-                    added[i] += 1
-                    batch.append(i)
-                batch.sort()  # a configuration's networks side by side, one task
+                added = np.array(_allocate(weights, int(counts.sum()) + size, counts))
+                batch = _owners(added - counts)  # a configuration's networks side by side
                 need = 1.5 * makespan([expected(batch[t[0]], len(t)) for t in refit_tasks(
                     [selected[i].config for i in batch], slots)], slots)
                 if not self._out_of_time(outcome, keep=need):
@@ -437,9 +438,7 @@ verbose, early_discard, security
             counts = added
             entries, ran = [selected[i] for i in batch], []
             results = self._retrain(outcome, evaluator, entries, REFIT_HOLDOUT, tasks=ran)
-            for positions, seconds in ran:
-                if np.isfinite(seconds):
-                    took.setdefault(batch[positions[0]], []).append((len(positions), seconds))
+            timed(ran, batch)
             for i, entry, result in zip(batch, entries, results, strict=True):
                 if unlucky_refit(entry, result) or not result.ok:
                     logger.info("an extra network of trial %d is left out (%s)",
@@ -588,13 +587,14 @@ def _owners(counts):
     return [i for i, c in enumerate(counts) for _ in range(c)]
 
 
-def _allocate(weights, n):
-    """Networks per selected configuration: at least one each, ``n`` in all, in proportion
-    to the weights (each next network goes to the largest weight per network, as in the
-    D'Hondt apportionment)."""
-    counts = np.ones(len(weights), dtype=int)
-    for _ in range(n - len(weights)):
-        counts[np.argmax(np.asarray(weights) / counts)] += 1
+def _allocate(weights, n, counts=None):
+    """Networks per selected configuration: at least one each (or ``counts`` to go on
+    from), ``n`` in all, in proportion to the weights (each next network goes to the largest
+    weight per network, as in the D'Hondt apportionment)."""
+    counts = np.ones(len(weights), dtype=int) if counts is None else np.array(counts)
+    weights = np.asarray(weights)
+    for _ in range(n - int(counts.sum())):
+        counts[np.argmax(weights / counts)] += 1
     return counts.tolist()
 
 

@@ -502,20 +502,16 @@ class SearchRegressorBase(UncertaintyRegressorMixin, RegressorMixin, BaseEstimat
         order = list(range(len(trials)))
         if longest_first:
             order.sort(key=lambda i: -trial_seconds(trials[i]))
-        configs = [trials[i].config for i in order]
+        formed = []
         results = [None] * len(trials)
         for i, result in zip(order, run_refits(
-                evaluator, configs, [seeds[i] for i in order], holdout,
-                deadline=outcome.deadline if deadline is None else deadline,
-                together=together), strict=True):
+                evaluator, [trials[i].config for i in order], [seeds[i] for i in order],
+                holdout, deadline=outcome.deadline if deadline is None else deadline,
+                together=together, tasks=formed), strict=True):
             results[i] = result
         if tasks is not None:
-            # As run_refits forms its tasks: refits of one configuration together.
-            batched = together and isinstance(holdout, numbers.Real)
-            grouped = (refit_tasks(configs, evaluator.n_workers) if batched
-                       else [[k] for k in range(len(order))])
             tasks.extend(([order[k] for k in task], results[order[task[0]]].duration)
-                         for task in grouped)
+                         for task in formed)
         return results
 
     def _refit_members(self, outcome, evaluator, trials, tasks=None):

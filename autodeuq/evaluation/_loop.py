@@ -1,13 +1,13 @@
 """run_search: the asynchronous ask / submit / collect / tell loop."""
 
 import dataclasses
-import json
 import logging
 import numbers
 import time
 
 import numpy as np
 
+from ..space._space import config_key
 from ._discard import search_outcome
 from ._train import Refit
 
@@ -126,7 +126,7 @@ def run_search(search, evaluator, seed_sequence, *, max_evals=None, time_budget=
     return results
 
 
-def run_refits(evaluator, configs, seeds, holdout, deadline=None, together=True):
+def run_refits(evaluator, configs, seeds, holdout, deadline=None, together=True, tasks=None):
     """Train each configuration again on all the data, in parallel on the evaluator's workers.
 
     Each refit early-stops on its own ``holdout`` fraction of the data, drawn from its seed
@@ -149,6 +149,8 @@ def run_refits(evaluator, configs, seeds, holdout, deadline=None, together=True)
         fit's time budget).
     together : bool, default=True
         Batch the refits of one configuration; False trains each alone.
+    tasks : list or None, default=None
+        Gets the positions in ``configs`` of each training task submitted, in order.
 
     Returns
     -------
@@ -158,14 +160,16 @@ def run_refits(evaluator, configs, seeds, holdout, deadline=None, together=True)
         end, and a failure of the task (one network diverging fails the batch) is each one's.
     """
     batch = together and isinstance(holdout, numbers.Real)
-    tasks = (refit_tasks(configs, evaluator.n_workers) if batch
-             else [[i] for i in range(len(configs))])
-    for task in tasks:
+    formed = (refit_tasks(configs, evaluator.n_workers) if batch
+              else [[i] for i in range(len(configs))])
+    if tasks is not None:
+        tasks.extend(formed)
+    for task in formed:
         first = task[0]
         evaluator.submit(-1 - first, configs[first], seeds[first], deadline=deadline,
                          holdout=holdout if len(task) == 1 else Refit(
                              float(holdout), tuple(int(seeds[i]) for i in task)))
-    by_first = {task[0]: task for task in tasks}
+    by_first = {task[0]: task for task in formed}
     results = {}
     while evaluator.n_running:
         for result in evaluator.collect():
@@ -181,13 +185,15 @@ def run_refits(evaluator, configs, seeds, holdout, deadline=None, together=True)
 
 
 def refit_tasks(configs, slots):
-    """Positions of ``configs`` grouped into the tasks of a batched refit: one per distinct
-    configuration (in the order they first appear), the largest split in halves while there
-    are fewer tasks than ``slots`` workers, so that none idles while a batch could be shared.
+    """Positions of ``configs`` (dicts, or hashable keys standing for them) grouped into the
+    tasks of a batched refit: one per distinct configuration (in the order they first
+    appear), the largest split in halves while there are fewer tasks than ``slots`` workers,
+    so that none idles while a batch could be shared.
     """
     groups = {}
     for i, config in enumerate(configs):
-        groups.setdefault(json.dumps(config, sort_keys=True, default=str), []).append(i)
+        key = config_key(config) if isinstance(config, dict) else config  # or a plain key
+        groups.setdefault(key, []).append(i)
     tasks = list(groups.values())
     while tasks and len(tasks) < max(1, slots):
         largest = max(range(len(tasks)), key=lambda t: len(tasks[t]))

@@ -21,7 +21,6 @@ propose a configuration and what to do with a result:
 import abc
 import collections
 import dataclasses
-import json
 import math
 import numbers
 import operator
@@ -29,6 +28,7 @@ import operator
 import numpy as np
 
 from ..space import SearchSpace
+from ..space._space import config_key
 
 __all__ = ["STATUSES", "Result", "Search", "Trial"]
 
@@ -82,16 +82,6 @@ class Result:
     def ok(self):
         """Whether the trial produced a usable score (``status == "success"``)."""
         return self.status == "success"
-
-
-def _config_key(config):
-    """A hashable key equal for equal configurations (order of the keys ignored)."""
-    try:
-        key = tuple(sorted(config.items()))
-        hash(key)
-    except TypeError:  # an unhashable value (a list): fall back to canonical JSON
-        return json.dumps(config, sort_keys=True, default=repr)
-    return key
 
 
 def _copy(result):
@@ -165,9 +155,9 @@ class Search(abc.ABC):
         self._pending = {}        # trial_id -> config, in the order of the asks
         self._results = []        # Result, in the order of the tells
         self._told = {}           # trial_id -> Result
-        self._asked = collections.Counter()   # _config_key -> times asked (or added)
+        self._asked = collections.Counter()   # config_key -> times asked (or added)
         self._queue = []          # configurations to propose before the algorithm's own
-        self._dequeued = collections.Counter()  # _config_key -> times taken from the queue
+        self._dequeued = collections.Counter()  # config_key -> times taken from the queue
 
     # ----------------------------------------------------------------------------- state
     @property
@@ -223,13 +213,13 @@ class Search(abc.ABC):
         config = key = None
         while self._queue and config is None:
             queued = self._queue.pop(0)
-            key = _config_key(queued)
+            key = config_key(queued)
             self._dequeued[key] += 1
             # Its n-th copy in the queue is proposed unless it was asked n times already.
             config = queued if self._asked[key] < self._dequeued[key] else None
         if config is None:
             config = self._new_config()
-            key = _config_key(config)
+            key = config_key(config)
         trial_id = self._next_id
         self._next_id += 1
         self._pending[trial_id] = config
@@ -255,7 +245,7 @@ class Search(abc.ABC):
 
     def _is_new(self, config):
         """Whether ``config`` was never asked."""
-        return self._asked[_config_key(config)] == 0
+        return self._asked[config_key(config)] == 0
 
     def _new_config(self):
         for _ in range(_PROPOSAL_TRIES):
@@ -356,7 +346,7 @@ class Search(abc.ABC):
         objective, status = _check_outcome(objective, status)
         config = dict(config)
         self._next_id = max(self._next_id, trial_id + 1)
-        self._asked[_config_key(config)] += 1
+        self._asked[config_key(config)] += 1
         result = Result(trial_id, config, objective, status)
         self._results.append(result)
         self._told[trial_id] = result

@@ -6,6 +6,7 @@ values of the dimensions resolved before it (conditions are resolved in dependen
 condition whose parent is inactive does not hold).
 """
 
+import json
 import math
 import operator
 from collections import Counter
@@ -33,6 +34,16 @@ __all__ = ["Condition", "SearchSpace"]
 _ORDER_OPS = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le}
 _OPS = (*_ORDER_OPS, "==", "!=", "in")
 
+
+
+def config_key(config):
+    """A hashable key equal for equal configurations (order of the keys ignored)."""
+    try:
+        key = tuple(sorted(config.items()))
+        hash(key)
+    except TypeError:  # an unhashable value (a list): fall back to canonical JSON
+        return json.dumps(config, sort_keys=True, default=repr)
+    return key
 
 class Condition:
     """A rule on one parent dimension that makes another dimension active.
