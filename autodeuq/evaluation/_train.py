@@ -225,6 +225,22 @@ def train_candidate(config, data, seed, device="cpu", time_limit=None, trial_id=
             torch.cuda.empty_cache()
 
 
+def _held_out(module, X, y):
+    """A network's predictive means and variances on held-out rows (in batches of
+    ``PREDICT_BATCH_SIZE`` rows, however many) and its mean NLL there."""
+    import torch
+
+    mean, var = predict_in_batches(module, X)
+    with torch.inference_mode():
+        objective = float(gaussian_nll_loss(mean, var, torch.as_tensor(y, dtype=torch.float32)))
+    return mean, var, objective
+
+
+def _state(module):
+    """A network's weights as numpy arrays of their own (a result outlives the module)."""
+    return {k: v.detach().cpu().numpy().copy() for k, v in module.state_dict().items()}
+
+
 def _run_trial(config, data, seed, device, time_limit, trial_id, deadline, holdout, rungs):
     """The work of :func:`train_candidate`, in a frame of its own that is gone (with every
     tensor it held) before the cache is emptied."""
@@ -252,15 +268,12 @@ def _run_trial(config, data, seed, device, time_limit, trial_id, deadline, holdo
                                 data["y_stop" if stop else "y_valid"], seed=int(seed),
                                 device=device, time_limit=time_limit, stop_after=stop_after,
                                 rungs=rungs)
-        import torch
-
-        # In batches of PREDICT_BATCH_SIZE rows, however large the validation part. Every
-        # trial's objective, a discarded one's too, is its NLL on the validation part (its
-        # rung values are on the early-stopping rows), so all are ranked on the same points.
-        mean, var = predict_in_batches(trained.module, data["X_valid"])
-        with torch.inference_mode():
-            objective = (float(gaussian_nll_loss(mean, var, torch.as_tensor(
-                data["y_valid"], dtype=torch.float32))) if stop else trained.best_valid_loss)
+        # Every trial's objective, a discarded one's too, is its NLL on the validation part
+        # (its rung values are on the early-stopping rows), so all are ranked on the same
+        # points.
+        mean, var, objective = _held_out(trained.module, data["X_valid"], data["y_valid"])
+        if not stop:
+            objective = trained.best_valid_loss
         if trained.discarded:  # unfinished: its record only, never an ensemble member
             if objective is None or not np.isfinite(objective):
                 objective = trained.best_valid_loss
@@ -272,10 +285,8 @@ def _run_trial(config, data, seed, device, time_limit, trial_id, deadline, holdo
         return TrialResult(
             status="success", objective=float(objective),
             valid_mean=mean.numpy().copy(), valid_var=var.numpy().copy(),
-            state={k: v.detach().cpu().numpy().copy()
-                   for k, v in trained.module.state_dict().items()},
-            n_epochs=trained.n_epochs, best_epoch=trained.best_epoch, end=time.time(),
-            rung_nlls=trained.rung_nlls, **common)
+            state=_state(trained.module), n_epochs=trained.n_epochs,
+            best_epoch=trained.best_epoch, end=time.time(), rung_nlls=trained.rung_nlls, **common)
     except TrainingDivergedError as exc:
         status, error = "diverged", f"{type(exc).__name__}: {exc}"
     except TimeLimitExceeded as exc:
@@ -318,8 +329,6 @@ def _refit_together(config, data, refit, device, time_limit, stop_after, common)
     ``data``, each early-stopping on its own holdout (as :func:`refit_data` draws it); one
     result holding each network's in ``networks``. Raises as :func:`train_network` does (the
     caller makes a result of it): one network that diverges fails them all."""
-    import torch
-
     X, y = _all_rows(data)
     rows = [_refit_rows(len(y), refit.holdout, seed) for seed in refit.seeds]
     trained = train_networks(network_config(config), X, y,
@@ -329,18 +338,13 @@ def _refit_together(config, data, refit, device, time_limit, stop_after, common)
                              time_limit=time_limit, stop_after=stop_after)
     end, networks = time.time(), []
     for seed, part, net in zip(refit.seeds, rows, trained, strict=True):
-        mean, var = predict_in_batches(net.module, X[part["valid"]])
-        with torch.inference_mode():
-            objective = float(gaussian_nll_loss(mean, var, torch.as_tensor(
-                y[part["valid"]], dtype=torch.float32)))
+        mean, var, objective = _held_out(net.module, X[part["valid"]], y[part["valid"]])
         if not np.isfinite(objective):
             raise TrainingDivergedError(f"validation NLL is {objective}")
         networks.append(TrialResult(
             status="success", objective=objective, valid_mean=mean.numpy().copy(),
-            valid_var=var.numpy().copy(),
-            state={k: v.detach().cpu().numpy().copy()
-                   for k, v in net.module.state_dict().items()},
-            n_epochs=net.n_epochs, best_epoch=net.best_epoch, end=end,
+            valid_var=var.numpy().copy(), state=_state(net.module), n_epochs=net.n_epochs,
+            best_epoch=net.best_epoch, end=end,
             **{**common, "seed": int(seed)}))
     return TrialResult(status="success", objective=max(n.objective for n in networks),
                        n_epochs=max(n.n_epochs for n in networks),
