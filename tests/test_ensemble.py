@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from autodeuq.ensemble import (
+    BaggedSelector,
     Catalogue,
     CatalogueEntry,
     GreedySelector,
@@ -362,6 +363,56 @@ def test_topk_with_k_above_the_number_of_candidates():
     np.testing.assert_allclose(weights, np.full(3, 1 / 3))
 
 
+# --------------------------------------------------------------------------- BaggedSelector
+
+
+@pytest.mark.parametrize(("k", "n_bags", "seed"), [(1, 5, 0), (3, 8, 1), (5, 16, 2)])
+def test_bagged_averages_greedy_weights_over_bootstrap_resamples(k, n_bags, seed):
+    # The plain version: greedy selection on each resample of the points (the same draws),
+    # weights averaged over the resamples with 0 where not chosen, the k largest kept.
+    y, means, variances = _diverse(seed=seed, n_candidates=12, n_valid=60)
+    rng = np.random.default_rng(seed)
+    totals = np.zeros(12)
+    for _ in range(n_bags):
+        rows = rng.integers(0, 60, 60)
+        chosen, weights = GreedySelector(k=k).select(y[rows], means[:, rows],
+                                                     variances[:, rows])
+        totals[chosen] += weights
+    totals /= n_bags
+    selector = BaggedSelector(k=k, n_bags=n_bags, random_state=seed)
+    indices, weights = selector.select(y, means, variances)
+    np.testing.assert_allclose(selector.bag_weights_, totals, rtol=1e-12)
+    assert selector.bag_weights_.sum() == pytest.approx(1.0)
+    want = np.argsort(-totals, kind="stable")[:k]
+    want = want[totals[want] > 0]
+    np.testing.assert_array_equal(indices, want)
+    np.testing.assert_allclose(weights, totals[want] / totals[want].sum(), rtol=1e-12)
+    assert len(indices) <= k
+    assert np.all(np.diff(weights) <= 0)  # by decreasing weight
+
+
+def test_bagged_is_reproducible_and_seeded():
+    y, means, variances = _diverse(seed=4, n_candidates=30, n_valid=80)
+    first = BaggedSelector(k=5, random_state=7).select(y, means, variances)
+    again = BaggedSelector(k=5, random_state=7).select(list(y), means.tolist(), variances)
+    np.testing.assert_array_equal(first[0], again[0])
+    np.testing.assert_array_equal(first[1], again[1])
+    other = BaggedSelector(k=5, random_state=8)
+    other.select(y, means, variances)
+    seeded = BaggedSelector(k=5, random_state=7)
+    seeded.select(y, means, variances)
+    assert not np.array_equal(other.bag_weights_, seeded.bag_weights_)
+
+
+def test_bagged_validates_its_options():
+    with pytest.raises(ValueError, match=r"n_bags must be an int >= 1.*got 0"):
+        BaggedSelector(n_bags=0)
+    with pytest.raises(TypeError, match=r"random_state must be an int.*got NoneType"):
+        BaggedSelector(random_state=None)
+    with pytest.raises(ValueError, match="max_iter must be an int >= 1 or None"):
+        BaggedSelector(max_iter=0)
+
+
 # --------------------------------------------------------------------------- validation
 
 
@@ -378,14 +429,14 @@ def test_topk_with_k_above_the_number_of_candidates():
         ((np.zeros(4), np.zeros((2, 4)), np.ones((2, 4)), [1.0, np.nan]), "must not contain NaN"),
     ],
 )
-@pytest.mark.parametrize("selector", [GreedySelector(), TopKSelector()])
+@pytest.mark.parametrize("selector", [GreedySelector(), TopKSelector(), BaggedSelector()])
 def test_selectors_validate_their_inputs(selector, args, match):
     with pytest.raises(ValueError, match=match):
         selector.select(*args)
 
 
 @pytest.mark.parametrize("bad", [0, -2, 2.5, True, None])
-@pytest.mark.parametrize("cls", [GreedySelector, TopKSelector])
+@pytest.mark.parametrize("cls", [GreedySelector, TopKSelector, BaggedSelector])
 def test_selectors_validate_k(cls, bad):
     with pytest.raises(ValueError, match="k must be an int >= 1"):
         cls(k=bad)
@@ -407,7 +458,7 @@ def test_candidates_of_several_networks_are_scored_as_their_mixture():
     means = rng.normal(size=(6, 3, 40))
     variances = rng.uniform(0.2, 2.0, size=(6, 3, 40))
     copies = np.repeat(means[:, :1], 3, axis=1), np.repeat(variances[:, :1], 3, axis=1)
-    for selector in (GreedySelector(k=3), TopKSelector(k=3)):
+    for selector in (GreedySelector(k=3), TopKSelector(k=3), BaggedSelector(k=3, n_bags=4)):
         got = selector.select(y, *copies)
         want = selector.select(y, means[:, 0], variances[:, 0])
         np.testing.assert_array_equal(got[0], want[0])
@@ -462,6 +513,9 @@ def test_make_selector_by_name():
     assert isinstance(topk, TopKSelector)
     assert topk.k == 2
     assert repr(topk) == "TopKSelector(k=2)"
+    bagged = make_selector("bagged", k=4)
+    assert isinstance(bagged, BaggedSelector)
+    assert repr(bagged) == "BaggedSelector(k=4, n_bags=32, random_state=0, max_iter=None)"
 
 
 def test_make_selector_returns_an_instance_as_is():
@@ -471,7 +525,7 @@ def test_make_selector_returns_an_instance_as_is():
 
 
 def test_make_selector_errors():
-    with pytest.raises(ValueError, match=r"one of \['greedy', 'topk'\].*got 'caruana'"):
+    with pytest.raises(ValueError, match=r"one of \['bagged', 'greedy', 'topk'\].*got 'caruana'"):
         make_selector("caruana", k=5)
     with pytest.raises(TypeError, match=r"must be a str .* or a Selector instance; got int"):
         make_selector(3, k=5)

@@ -6,9 +6,10 @@ predictions by the validation NLL of the mixture they form.
 """
 
 from ._catalogue import Catalogue, CatalogueEntry
-from ._selection import GreedySelector, Selector, TopKSelector, make_selector
+from ._selection import BaggedSelector, GreedySelector, Selector, TopKSelector, make_selector
 
 __all__ = [
+    "BaggedSelector",
     "Catalogue",
     "CatalogueEntry",
     "GreedySelector",

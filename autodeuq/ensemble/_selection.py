@@ -14,7 +14,7 @@ from scipy.special import logsumexp
 
 from ..uncertainty import mixture_moments
 
-__all__ = ["GreedySelector", "Selector", "TopKSelector", "make_selector"]
+__all__ = ["BaggedSelector", "GreedySelector", "Selector", "TopKSelector", "make_selector"]
 
 _LOG_SQRT_2PI = 0.5 * np.log(2.0 * np.pi)
 # Elements of one (candidates x points) block in the greedy step: about 1 MiB of float64,
@@ -264,8 +264,16 @@ class GreedySelector(Selector):
         )
 
     def _select(self, y, means, variances, objectives):
+        counts, path = self._greedy(_log_densities(y, means, variances))
+        self.nll_path_ = np.array(path)
+        indices = np.fromiter(counts, dtype=np.intp)
+        weights = np.fromiter(counts.values(), dtype=np.float64)
+        return indices, weights / weights.sum()
+
+    def _greedy(self, log_p):
+        """Greedy selection on the log densities ``log_p`` (candidates x points): the
+        counts (a dict in the order of first selection) and the NLL after each addition."""
         max_iter = 10 * self.k if self.max_iter is None else self.max_iter
-        log_p = _log_densities(y, means, variances)
         n_candidates, n_valid = log_p.shape
         single = -log_p.mean(axis=1)
         first = int(np.argmin(single))
@@ -297,10 +305,7 @@ class GreedySelector(Selector):
             chosen = pick if rows is None else int(rows[pick])
             counts[chosen] = counts.get(chosen, 0) + 1
             np.logaddexp(log_sum, log_p[chosen], out=log_sum)
-        self.nll_path_ = np.array(path)
-        indices = np.fromiter(counts, dtype=np.intp)
-        weights = np.fromiter(counts.values(), dtype=np.float64)
-        return indices, weights / weights.sum()
+        return counts, path
 
     @staticmethod
     def _mean_logaddexp(log_p, rows, log_sum, block, buffer):
@@ -315,6 +320,89 @@ class GreedySelector(Selector):
             np.logaddexp(log_p[start:stop], log_sum, out=buf)
             out[start:stop] = buf.mean(axis=1)
         return out
+
+
+class BaggedSelector(Selector):
+    """Greedy selection on bootstrap resamples of the validation points, weights averaged.
+
+    Greedy selection fits the weights to the validation points it is given; where they are
+    few (a few hundred), part of what it finds is their noise: a candidate that happens to
+    predict a handful of points well gets weight. This selector runs :class:`GreedySelector`
+    on ``n_bags`` bootstrap resamples of the points and averages the weights it gives each
+    candidate over the resamples (a candidate not chosen in a resample counts 0 there), so
+    a member's weight is how it does across the resamples, not on the one draw of points
+    (the bagged ensemble selection of Caruana et al., 2006, bagging the points). The members
+    are the ``k`` candidates with the largest averaged weight, renormalized.
+
+    Parameters
+    ----------
+    k : int, default=5
+        At most ``k`` distinct members, in each resample and in the result.
+    n_bags : int, default=32
+        Bootstrap resamples.
+    random_state : int, default=0
+        Seed of the resamples: the same inputs give the same selection.
+    max_iter : int or None, default=None
+        As for :class:`GreedySelector`, per resample.
+
+    Attributes
+    ----------
+    bag_weights_ : ndarray of shape (n_candidates,)
+        Set by :meth:`select`: each candidate's weight averaged over the resamples (summing
+        to 1), before the ``k`` largest are kept.
+
+    Notes
+    -----
+    The log densities are computed once; a resample costs one greedy selection on its
+    columns, so ``n_bags`` times :class:`GreedySelector`'s time. Members are returned by
+    decreasing weight (ties in candidate order).
+
+    References
+    ----------
+    R. Caruana, A. Munson and A. Niculescu-Mizil. Getting the most out of ensemble
+    selection. ICDM 2006.
+    """
+
+    takes_networks = True
+
+    def __init__(self, k=5, n_bags=32, random_state=0, max_iter=None):
+        self.k = _check_k(k)
+        if isinstance(n_bags, bool) or not isinstance(n_bags, numbers.Integral) or n_bags < 1:
+            raise ValueError(
+                f"n_bags must be an int >= 1, the number of bootstrap resamples; got "
+                f"{n_bags!r}. Pass e.g. n_bags=32."
+            )
+        self.n_bags = int(n_bags)
+        if isinstance(random_state, bool) or not isinstance(random_state, numbers.Integral):
+            raise TypeError(
+                f"random_state must be an int, the seed of the resamples; got "
+                f"{type(random_state).__name__}. Pass e.g. random_state=0."
+            )
+        self.random_state = int(random_state)
+        self._greedy = GreedySelector(k, with_replacement=True, max_iter=max_iter)
+        self.max_iter = self._greedy.max_iter
+
+    def __repr__(self):
+        return (
+            f"{type(self).__name__}(k={self.k}, n_bags={self.n_bags}, "
+            f"random_state={self.random_state}, max_iter={self.max_iter})"
+        )
+
+    def _select(self, y, means, variances, objectives):
+        log_p = _log_densities(y, means, variances)
+        n_candidates, n_valid = log_p.shape
+        rng = np.random.default_rng(self.random_state)
+        totals = np.zeros(n_candidates)
+        for _ in range(self.n_bags):
+            counts, _ = self._greedy._greedy(log_p[:, rng.integers(0, n_valid, n_valid)])
+            chosen = np.fromiter(counts, dtype=np.intp)
+            taken = np.fromiter(counts.values(), dtype=np.float64)
+            totals[chosen] += taken / taken.sum()
+        self.bag_weights_ = totals / self.n_bags
+        order = np.argsort(-self.bag_weights_, kind="stable")[: self.k]
+        indices = order[self.bag_weights_[order] > 0]
+        weights = self.bag_weights_[indices]
+        return indices, weights / weights.sum()
 
 
 class TopKSelector(Selector):
@@ -346,7 +434,7 @@ class TopKSelector(Selector):
         return indices, np.full(indices.size, 1.0 / indices.size)
 
 
-_SELECTORS = {"greedy": GreedySelector, "topk": TopKSelector}
+_SELECTORS = {"bagged": BaggedSelector, "greedy": GreedySelector, "topk": TopKSelector}
 
 
 def make_selector(selection, k=5):
@@ -354,7 +442,7 @@ def make_selector(selection, k=5):
 
     Parameters
     ----------
-    selection : {"greedy", "topk"} or Selector
+    selection : {"bagged", "greedy", "topk"} or Selector
         A name (case-insensitive), or a :class:`Selector` instance, returned as is (its own
         ``k`` is kept).
     k : int, default=5
@@ -371,8 +459,9 @@ def make_selector(selection, k=5):
         if cls is None:
             raise ValueError(
                 f"selection must be one of {sorted(_SELECTORS)} or a Selector instance; got "
-                f"{selection!r}. Pass 'greedy' for greedy mixture selection or 'topk' for the "
-                f"k individually best candidates."
+                f"{selection!r}. Pass 'greedy' for greedy mixture selection, 'bagged' for it "
+                f"averaged over bootstrap resamples of the validation points, or 'topk' for "
+                f"the k individually best candidates."
             )
         return cls(k=k)
     if isinstance(selection, type) and issubclass(selection, Selector):

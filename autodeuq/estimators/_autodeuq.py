@@ -65,11 +65,14 @@ verbose, early_discard, security
     ensemble_size : int, default=5
         Most distinct members (K). A search that yields fewer successful candidates gives an
         ensemble of those, with a ``UserWarning``.
-    selection : {"greedy", "topk"} or Selector, default="greedy"
+    selection : {"greedy", "bagged", "topk"} or Selector, default="greedy"
         ``"greedy"``: forward selection with replacement on the mixture's validation NLL
         (weights = counts / total), stopping when the NLL stops improving or K distinct
-        members are reached. ``"topk"``: the K candidates with the best individual validation
-        NLL, equal weights. Or any :class:`autodeuq.ensemble.Selector`.
+        members are reached. ``"bagged"``: greedy selection on bootstrap resamples of the
+        validation points, each candidate's weight averaged over them, the K largest kept
+        (:class:`autodeuq.ensemble.BaggedSelector`): weights less fitted to the noise of a
+        few hundred validation points. ``"topk"``: the K candidates with the best individual
+        validation NLL, equal weights. Or any :class:`autodeuq.ensemble.Selector`.
     rescore_top : int, default=10
         Before selecting, the ``rescore_top`` candidates with the best validation NLL, and
         those a selection on the search's validation part picks, train once more from fresh
