@@ -17,7 +17,9 @@ replacement) only while the validation NLL of the mixture falls. The validation 
 the islands, where one good network does as well as a mixture, so it may give one
 configuration most of the weight; the refit then trains that configuration several times from
 independent seeds (``--members`` networks in all), so the ensemble keeps its epistemic part.
-``--selection topk`` takes the candidates with the best validation NLL, equally weighted.
+``--selection bagged`` averages greedy weights over bootstrap resamples of the validation
+points; ``--selection topk`` takes the candidates with the best validation NLL, equally
+weighted.
 
 What it prints:
 
@@ -165,7 +167,7 @@ def main(argv=None):
                              "tests; default: the estimators' and the space's own)")
     parser.add_argument("--max-layers", type=int, default=3,
                         help="most hidden layers of a searched network (default: 3)")
-    parser.add_argument("--selection", choices=("greedy", "topk"), default="greedy",
+    parser.add_argument("--selection", choices=("greedy", "bagged", "topk"), default="greedy",
                         help="how AutoDEUQ selects its members (default: greedy, see above)")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--out", default="autodeuq_demo.png",
