@@ -72,8 +72,9 @@ verbose, early_discard, security
         validation points, each candidate's weight averaged over them, the K largest kept
         (:class:`autodeuq.ensemble.BaggedSelector`): weights less fitted to the noise of a
         few hundred validation points (on seven pools of UCI concrete, energy and yacht, no
-        reliable difference from ``"greedy"``: ``benchmarks/RESULTS.md``). ``"topk"``: the K candidates with the best individual
-        validation NLL, equal weights. Or any :class:`autodeuq.ensemble.Selector`.
+        reliable difference from ``"greedy"``: ``benchmarks/RESULTS.md``). ``"topk"``: the
+        K candidates with the best individual validation NLL, equal weights. Or any
+        :class:`autodeuq.ensemble.Selector`.
     rescore_top : int, default=10
         Before selecting, the ``rescore_top`` candidates with the best validation NLL, and
         those a selection on the search's validation part picks, train once more from fresh
