@@ -550,7 +550,7 @@ SEARCH_PARAMS = [
     ("auto", {"ensemble_size": 0}, ValueError, "ensemble_size must be an int >= 1"),
     ("auto", {"ensemble_size": 2.0}, ValueError, "ensemble_size must be an int >= 1"),
     ("auto", {"max_in_memory": 0}, ValueError, "max_in_memory must be an int >= 1"),
-    ("auto", {"selection": "best"}, ValueError, "selection must be one of ['greedy', 'topk']"),
+    ("auto", {"selection": "best"}, ValueError, "selection must be one of ['bagged', 'greedy', 'topk']"),
     ("auto", {"selection": None}, TypeError, "selection must be a str"),
     ("auto", {"recalibrate": 1}, ValueError,
      "recalibrate must be 'widen', 'fit', True or False"),
