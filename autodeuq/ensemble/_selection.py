@@ -264,15 +264,14 @@ class GreedySelector(Selector):
         )
 
     def _select(self, y, means, variances, objectives):
-        counts, path = self._greedy(_log_densities(y, means, variances))
+        indices, weights, path = self._greedy(_log_densities(y, means, variances))
         self.nll_path_ = np.array(path)
-        indices = np.fromiter(counts, dtype=np.intp)
-        weights = np.fromiter(counts.values(), dtype=np.float64)
-        return indices, weights / weights.sum()
+        return indices, weights
 
     def _greedy(self, log_p):
         """Greedy selection on the log densities ``log_p`` (candidates x points): the
-        counts (a dict in the order of first selection) and the NLL after each addition."""
+        members in the order first chosen, their weights (counts / total) and the NLL
+        after each addition."""
         max_iter = 10 * self.k if self.max_iter is None else self.max_iter
         n_candidates, n_valid = log_p.shape
         single = -log_p.mean(axis=1)
@@ -305,7 +304,9 @@ class GreedySelector(Selector):
             chosen = pick if rows is None else int(rows[pick])
             counts[chosen] = counts.get(chosen, 0) + 1
             np.logaddexp(log_sum, log_p[chosen], out=log_sum)
-        return counts, path
+        indices = np.fromiter(counts, dtype=np.intp)
+        weights = np.fromiter(counts.values(), dtype=np.float64)
+        return indices, weights / weights.sum(), path
 
     @staticmethod
     def _mean_logaddexp(log_p, rows, log_sum, block, buffer):
@@ -379,8 +380,8 @@ class BaggedSelector(Selector):
                 f"{type(random_state).__name__}. Pass e.g. random_state=0."
             )
         self.random_state = int(random_state)
-        self._greedy = GreedySelector(k, with_replacement=True, max_iter=max_iter)
-        self.max_iter = self._greedy.max_iter
+        self._each = GreedySelector(k, with_replacement=True, max_iter=max_iter)
+        self.max_iter = self._each.max_iter
 
     def __repr__(self):
         return (
@@ -394,10 +395,8 @@ class BaggedSelector(Selector):
         rng = np.random.default_rng(self.random_state)
         totals = np.zeros(n_candidates)
         for _ in range(self.n_bags):
-            counts, _ = self._greedy._greedy(log_p[:, rng.integers(0, n_valid, n_valid)])
-            chosen = np.fromiter(counts, dtype=np.intp)
-            taken = np.fromiter(counts.values(), dtype=np.float64)
-            totals[chosen] += taken / taken.sum()
+            chosen, weights, _ = self._each._greedy(log_p[:, rng.integers(0, n_valid, n_valid)])
+            totals[chosen] += weights
         self.bag_weights_ = totals / self.n_bags
         order = np.argsort(-self.bag_weights_, kind="stable")[: self.k]
         indices = order[self.bag_weights_[order] > 0]
