@@ -21,11 +21,11 @@ from ..evaluation import (
     SerialEvaluator,
     checkpoint_lock,
     fingerprint,
-    refit_tasks,
     run_refits,
     run_search,
 )
 from ..evaluation._discard import RungTable, make_early_discard, search_outcome
+from ..evaluation._loop import batch_tasks
 from ..evaluation._progress import SearchProgress
 from ..evaluation._train import network_config
 from ..exceptions import AutoDEUQError, WorkersLostError
@@ -112,10 +112,11 @@ BATCH_COST = 0.45
 def refits_seconds(seconds, keys, slots):
     """Expected wall time of refits each lasting ``seconds`` alone, of the configurations
     ``keys`` (one per network), trained as :func:`run_refits` trains them: a configuration's
-    networks together (:func:`refit_tasks`, each task as its slowest network times the
-    batch's :data:`BATCH_COST`), on ``slots`` workers, longest first (:func:`makespan`)."""
+    networks together (grouped as :func:`refit_tasks` groups them, each task as its slowest
+    network times the batch's :data:`BATCH_COST`), on ``slots`` workers, longest first
+    (:func:`makespan`)."""
     return makespan([max(seconds[i] for i in task) * (1 + BATCH_COST * (len(task) - 1))
-                     for task in refit_tasks(keys, slots)], slots)
+                     for task in batch_tasks(keys, slots)], slots)
 
 
 def _positive_real(name, value, fix):

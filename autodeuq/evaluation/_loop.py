@@ -185,14 +185,18 @@ def run_refits(evaluator, configs, seeds, holdout, deadline=None, together=True,
 
 
 def refit_tasks(configs, slots):
-    """Positions of ``configs`` (dicts, or hashable keys standing for them) grouped into the
-    tasks of a batched refit: one per distinct configuration (in the order they first
-    appear), the largest split in halves while there are fewer tasks than ``slots`` workers,
-    so that none idles while a batch could be shared.
+    """Positions of ``configs`` grouped into the tasks of a batched refit: one per distinct
+    configuration (in the order they first appear), the largest split in halves while there
+    are fewer tasks than ``slots`` workers, so that none idles while a batch could be shared.
     """
+    return batch_tasks([config_key(config) for config in configs], slots)
+
+
+def batch_tasks(keys, slots):
+    """:func:`refit_tasks` of networks given by hashable ``keys``, one per network, equal
+    for the networks of one configuration."""
     groups = {}
-    for i, config in enumerate(configs):
-        key = config_key(config) if isinstance(config, dict) else config  # or a plain key
+    for i, key in enumerate(keys):
         groups.setdefault(key, []).append(i)
     tasks = list(groups.values())
     while tasks and len(tasks) < max(1, slots):

@@ -35,7 +35,6 @@ _ORDER_OPS = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": opera
 _OPS = (*_ORDER_OPS, "==", "!=", "in")
 
 
-
 def config_key(config):
     """A hashable key equal for equal configurations (order of the keys ignored)."""
     try:
@@ -44,6 +43,7 @@ def config_key(config):
     except TypeError:  # an unhashable value (a list): fall back to canonical JSON
         return json.dumps(config, sort_keys=True, default=repr)
     return key
+
 
 class Condition:
     """A rule on one parent dimension that makes another dimension active.
