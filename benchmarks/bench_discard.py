@@ -18,16 +18,25 @@ discarding. ``refit=False``: only the search is timed.
     nice -n 19 python benchmarks/bench_discard.py                 # energy and concrete, split 0
     nice -n 19 python benchmarks/bench_discard.py --datasets energy --max-evals 20 \
         --policies one_epoch --json out.json
+    nice -n 19 python benchmarks/bench_discard.py --seeds 0 1 2 3 4   # and a summary over seeds
+
+One seed's comparison is mostly luck (which search draws the configuration that scores best
+on the validation rows, and when): with several seeds, a summary gives for each policy how
+many seeds reached their full search's best and the medians of the ratios, a run that never
+reached it counting as infinite.
 """
 
 import argparse
 import json
 import logging
+import math
 import os
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import torch
 
 from autodeuq import NASRegressor
@@ -51,7 +60,7 @@ class CpuClock(logging.Handler):
             self.at[int(record.args[0])] = time.process_time()
 
 
-def search(X, y, args, early_discard, max_evals, time_budget):
+def search(X, y, args, seed, early_discard, max_evals, time_budget):
     logger = logging.getLogger("autodeuq.evaluation._loop")
     clock = CpuClock()
     logger.addHandler(clock)
@@ -62,7 +71,7 @@ def search(X, y, args, early_discard, max_evals, time_budget):
             search_space=default_space(max_layers=args.max_layers), algorithm=args.algorithm,
             max_evals=max_evals, time_budget=time_budget, backend="serial", refit=False,
             rescore_top=0, initial_configs="default" if args.initial == "default" else None,
-            random_state=args.seed, early_discard=early_discard).fit(X, y)
+            random_state=seed, early_discard=early_discard).fit(X, y)
     finally:
         logger.removeHandler(clock)
     table = est.search_results_.copy()
@@ -115,7 +124,9 @@ def main(argv=None):
     parser.add_argument("--sh-min-trials", type=int, metavar="N",
                         help="values a rung needs before it discards (default: the policy's, "
                              "ceil(eta))")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], metavar="S",
+                        help="search seeds, one full search and one run per policy each; "
+                             "with several, a summary over them follows the table")
     parser.add_argument("--json", type=Path, help="also write every run's row here")
     args = parser.parse_args(argv)
     if not args.data_dir.is_dir():
@@ -125,51 +136,88 @@ def main(argv=None):
     rows = []
     for dataset in args.datasets:
         X, y, _, _ = load_uci(dataset, args.split, args.data_dir)
-        est, table = search(X, y, args, None, args.max_evals, None)
-        target = float(table.loc[table["status"] == "success", "valid_nll"].min())
-        full = summary("none", est, table, target)
-        runs = [full]
-        policies = []
-        for policy in args.policies:
-            if policy == "successive_halving":
-                label = "" if args.sh_min_trials is None else f" n={args.sh_min_trials}"
-                policies += [(f"{policy}{'' if r == 1 else f' r={r}'}{label}",
-                              SuccessiveHalving(r, min_trials=args.sh_min_trials))
-                             for r in args.sh_min_epochs]
-            else:
-                policies.append((policy, policy))
-        for name, policy in policies:
-            # As long as the full search took, whatever the number of candidates.
-            est, table = search(X, y, args, policy, None, full["search_seconds"])
-            runs.append(summary(name, est, table, target))
-        for run in runs:
-            run.update(dataset=dataset, split=args.split, target_nll=target,
-                       ratio=None if run["seconds_to_target"] is None else
-                       run["seconds_to_target"] / full["seconds_to_target"],
-                       cpu_ratio=None if run["cpu_to_target"] is None else
-                       run["cpu_to_target"] / full["cpu_to_target"],
-                       ratio_whole=None if run["seconds_to_target"] is None else
-                       run["seconds_to_target"] / full["search_seconds"])
-            rows.append(run)
-            print(f"{dataset:<9} {run['policy']:<18} {run['trials']:>3} trials, best NLL "
-                  f"{run['best_nll']:.3f}, target {target:.3f} reached at "
-                  f"{fmt(run['seconds_to_target'])} s", file=sys.stderr, flush=True)
-
-    load = os.getloadavg()
-    print(f"Search {args.algorithm}, default space up to {args.max_layers} layers, serial, seed "
-          f"{args.seed}, full search {args.max_evals} candidates; load average "
-          f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f} at the end.\n")
-    print("| dataset | early_discard | trials | discarded | epochs | search s | best NLL | "
-          "s to target | ratio | CPU s to target | CPU ratio | ratio to the whole full search |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['dataset']} | {r['policy']} | {r['trials']} | {r['discarded']} | "
-              f"{r['epochs']} | {r['search_seconds']:.1f} | {r['best_nll']:.3f} | "
-              f"{fmt(r['seconds_to_target'])} | {fmt(r['ratio'], 2)} | "
-              f"{fmt(r['cpu_to_target'])} | {fmt(r['cpu_ratio'], 2)} | "
-              f"{fmt(r['ratio_whole'], 2)} |")
+        for seed in args.seeds:
+            rows += compare(X, y, args, dataset, seed)
+    print_table(rows, args)
+    if len(args.seeds) > 1:
+        print_summary(rows)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
+
+
+def policies_of(args):
+    """``(label, early_discard)`` of every run after the full search."""
+    policies = []
+    for policy in args.policies:
+        if policy == "successive_halving":
+            label = "" if args.sh_min_trials is None else f" n={args.sh_min_trials}"
+            policies += [(f"{policy}{'' if r == 1 else f' r={r}'}{label}",
+                          SuccessiveHalving(r, min_trials=args.sh_min_trials))
+                         for r in args.sh_min_epochs]
+        else:
+            policies.append((policy, policy))
+    return policies
+
+
+def compare(X, y, args, dataset, seed):
+    """The full search and each policy's, from one seed: their rows."""
+    est, table = search(X, y, args, seed, None, args.max_evals, None)
+    target = float(table.loc[table["status"] == "success", "valid_nll"].min())
+    full = summary("none", est, table, target)
+    runs = [full]
+    for name, policy in policies_of(args):
+        # As long as the full search took, whatever the number of candidates.
+        est, table = search(X, y, args, seed, policy, None, full["search_seconds"])
+        runs.append(summary(name, est, table, target))
+    for run in runs:
+        run.update(dataset=dataset, split=args.split, seed=seed, target_nll=target,
+                   ratio=None if run["seconds_to_target"] is None else
+                   run["seconds_to_target"] / full["seconds_to_target"],
+                   cpu_ratio=None if run["cpu_to_target"] is None else
+                   run["cpu_to_target"] / full["cpu_to_target"],
+                   ratio_whole=None if run["seconds_to_target"] is None else
+                   run["seconds_to_target"] / full["search_seconds"])
+        print(f"{dataset:<9} seed {seed:<3} {run['policy']:<18} {run['trials']:>3} trials, "
+              f"best NLL {run['best_nll']:.3f}, target {target:.3f} reached at "
+              f"{fmt(run['seconds_to_target'])} s", file=sys.stderr, flush=True)
+    return runs
+
+
+def print_table(rows, args):
+    load = os.getloadavg()
+    print(f"Search {args.algorithm}, default space up to {args.max_layers} layers, serial, "
+          f"seeds {' '.join(map(str, args.seeds))}, full search {args.max_evals} candidates; "
+          f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} at the end.\n")
+    print("| dataset | seed | early_discard | trials | discarded | epochs | search s | best NLL "
+          "| s to target | ratio | CPU s to target | CPU ratio | ratio to the whole full search |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['dataset']} | {r['seed']} | {r['policy']} | {r['trials']} | "
+              f"{r['discarded']} | {r['epochs']} | {r['search_seconds']:.1f} | "
+              f"{r['best_nll']:.3f} | {fmt(r['seconds_to_target'])} | {fmt(r['ratio'], 2)} | "
+              f"{fmt(r['cpu_to_target'])} | {fmt(r['cpu_ratio'], 2)} | "
+              f"{fmt(r['ratio_whole'], 2)} |")
+
+
+def median_ratio(values):
+    """The median of ratios where a run that never reached its target counts as infinite
+    (so the median is "never" when half the runs or more never did)."""
+    median = float(np.median([math.inf if pd.isna(v) else v for v in values]))
+    return None if math.isinf(median) else median
+
+
+def print_summary(rows):
+    """Per dataset and policy, over the seeds: how often, and how soon, the target was hit."""
+    print("\n| dataset | early_discard | seeds reaching the target | median ratio | median ratio "
+          "to the whole full search | mean best NLL |")
+    print("|---|---|---|---|---|---|")
+    table = pd.DataFrame(rows)
+    for (dataset, policy), runs in table.groupby(["dataset", "policy"], sort=False):
+        reached = int(runs["seconds_to_target"].notna().sum())
+        print(f"| {dataset} | {policy} | {reached} of {len(runs)} | "
+              f"{fmt(median_ratio(runs['ratio'].tolist()), 2)} | "
+              f"{fmt(median_ratio(runs['ratio_whole'].tolist()), 2)} | "
+              f"{runs['best_nll'].mean():.3f} |")
 
 
 if __name__ == "__main__":
