@@ -62,10 +62,10 @@ bench-scaling: install
 	$(BIN)/python benchmarks/bench_scaling.py
 
 # Issue 8: early discarding against the full search, time to the same validation NLL over five
-# seeds on UCI energy and concrete (about 40 min on 2 cores, serial searches: not in bench).
+# seeds on UCI energy and concrete (about 30 min on 2 cores, serial searches: not in bench).
 bench-discard: install
 	$(BIN)/python benchmarks/bench_discard.py --seeds 0 1 2 3 4 \
-		--policies successive_halving one_epoch --sh-min-epochs 1 9
+		--policies successive_halving one_epoch --sh-min-epochs 9 --sh-min-trials 9
 
 # Issue 8 on a GPU machine: candidates per hour on one GPU with trials_per_device 1, 2 and 4
 # (about 5 min; exits 2 without a CUDA device).
