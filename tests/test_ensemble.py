@@ -107,6 +107,27 @@ def test_catalogue_keeps_weights_of_the_best_only():
         assert (entry.seed, entry.n_epochs, entry.best_epoch) == (100 + i, 10, 7)
         assert entry.config == {"id": i}
         assert not entry.valid_mean.flags.writeable
+        # Kept in the precision given: float32 predictions are not doubled in memory.
+        assert entry.valid_mean.dtype == np.float32
+        assert entry.valid_var.dtype == np.float64
+
+
+def test_catalogue_widens_other_types_to_float64_and_copies():
+    rng = np.random.default_rng(5)
+    result = _result(0, 0.1, rng)
+    mean = result.valid_mean
+    result.valid_mean = [int(v) for v in np.arange(N_VALID)]
+    result.valid_var = rng.uniform(0.1, 2.0, size=N_VALID).astype(np.float16)
+    catalogue = Catalogue()
+    entry = catalogue.add(result)
+    assert entry.valid_mean.dtype == entry.valid_var.dtype == np.float64
+    np.testing.assert_array_equal(entry.valid_var, result.valid_var.astype(np.float64))
+    result2 = _result(1, 0.2, rng)
+    result2.valid_mean = mean
+    entry2 = catalogue.add(result2)
+    assert entry2.valid_mean.dtype == np.float32
+    assert not np.shares_memory(entry2.valid_mean, mean)  # a copy: the result may be reused
+    np.testing.assert_array_equal(catalogue.valid_means()[1], mean.astype(np.float64))
 
 
 def test_catalogue_bound_none_and_zero():

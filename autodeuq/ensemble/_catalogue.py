@@ -31,7 +31,10 @@ class CatalogueEntry:
     objective : float
         Validation NLL in standardized units (lower is better).
     valid_mean, valid_var : ndarray of shape (n_valid,)
-        Validation predictions in standardized units (float64, read-only).
+        Validation predictions in standardized units (read-only), in the precision the
+        network computed them: float32 as trained, float64 when given so (any other type is
+        converted to float64). :meth:`Catalogue.valid_means` and
+        :meth:`Catalogue.valid_vars` return them as float64, an exact widening.
     state : dict of str to ndarray, or None
         The weights, or None when they were dropped from memory (see
         :meth:`Catalogue.state` to get them back from disk).
@@ -53,14 +56,16 @@ class CatalogueEntry:
 
 
 def _prediction(values, name, trial_id, n_valid):
-    """A read-only float64 copy of one validation prediction, checked."""
+    """A read-only copy of one validation prediction, checked: float32 stays float32 (half
+    the memory of float64, which would add no information), anything else becomes float64."""
     if values is None:
         raise ValueError(
             f"result.{name} of successful trial {trial_id} is None; a successful TrialResult "
             f"must carry its validation predictions. Return them from the trainer."
         )
     try:
-        a = np.array(values, dtype=np.float64)
+        dtype = np.float32 if np.asarray(values).dtype == np.float32 else np.float64
+        a = np.array(values, dtype=dtype)
     except (TypeError, ValueError):
         raise ValueError(
             f"result.{name} of trial {trial_id} must be an array of real numbers; got "
@@ -108,8 +113,9 @@ class Catalogue:
 
     Notes
     -----
-    Memory is ``O(n_candidates * n_valid)`` floats for the validation predictions plus the
-    weights of at most ``max_in_memory`` candidates.
+    Memory is ``O(n_candidates * n_valid)`` floats for the validation predictions (kept as
+    the networks computed them, float32 for the package's trainers: 8 bytes a validation point
+    a candidate) plus the weights of at most ``max_in_memory`` candidates.
 
     Examples
     --------
@@ -246,7 +252,7 @@ class Catalogue:
     def _stack(self, name):
         if not self._entries:
             return np.empty((0, 0))
-        return np.stack([getattr(e, name) for e in self._entries.values()])
+        return np.stack([getattr(e, name) for e in self._entries.values()], dtype=np.float64)
 
     def valid_means(self):
         """Validation means of every candidate.
