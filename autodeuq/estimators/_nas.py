@@ -125,7 +125,10 @@ class NASRegressor(SearchRegressorBase):
         candidate to the end. Measured on UCI energy and concrete (``benchmarks/RESULTS.md``),
         discarding reached a full search's validation NLL in half its time against random
         search, but not reliably against AgEBO: the learning curves of Gaussian networks
-        cross, so a slow start is not always a poor finish.
+        cross, so a slow start is not always a poor finish. Over five seeds each,
+        ``SuccessiveHalving(9, min_trials=9)`` (rungs from epoch 9, each waiting for nine
+        values) ended a fixed time with a lower best validation NLL on average than the
+        full search; ``"one_epoch"`` with a higher one.
     security : distributed.security.Security or None, default=None
         TLS settings for the Dask connections: with ``scheduler`` an address or a scheduler
         file, the client connects with them (``Security(tls_ca_file=..., tls_client_cert=...,
