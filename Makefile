@@ -64,8 +64,7 @@ bench-scaling: install
 # Issue 8: early discarding against the full search, time to the same validation NLL over five
 # seeds on UCI energy and concrete (about 30 min on 2 cores, serial searches: not in bench).
 bench-discard: install
-	$(BIN)/python benchmarks/bench_discard.py --seeds 0 1 2 3 4 \
-		--policies successive_halving one_epoch --sh-min-epochs 9 --sh-min-trials 9
+	$(BIN)/python benchmarks/bench_discard.py --seeds 0 1 2 3 4
 
 # Issue 8 on a GPU machine: candidates per hour on one GPU with trials_per_device 1, 2 and 4
 # (about 5 min; exits 2 without a CUDA device).

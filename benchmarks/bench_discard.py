@@ -118,12 +118,12 @@ def main(argv=None):
     parser.add_argument("--max-layers", type=int, default=3,
                         help="of the default space (default 3: small tabular networks)")
     parser.add_argument("--initial", choices=("none", "default"), default="none")
-    parser.add_argument("--sh-min-epochs", type=int, nargs="+", default=[1], metavar="R",
-                        help="successive halving's first rung(s), one run each (default 1, "
+    parser.add_argument("--sh-min-epochs", type=int, nargs="+", default=[9], metavar="R",
+                        help="successive halving's first rung(s), one run each (default 9, "
                              "the library's default)")
     parser.add_argument("--sh-min-trials", type=int, metavar="N",
-                        help="values a rung needs before it discards (default: the policy's, "
-                             "ceil(eta))")
+                        help="values a rung needs before it discards (default: the "
+                             "library's, 9)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], metavar="S",
                         help="search seeds, one full search and one run per policy each; "
                              "with several, a summary over them follows the table")
@@ -151,8 +151,8 @@ def policies_of(args):
     for policy in args.policies:
         if policy == "successive_halving":
             label = "" if args.sh_min_trials is None else f" n={args.sh_min_trials}"
-            policies += [(f"{policy}{'' if r == 1 else f' r={r}'}{label}",
-                          SuccessiveHalving(r, min_trials=args.sh_min_trials))
+            least = {} if args.sh_min_trials is None else {"min_trials": args.sh_min_trials}
+            policies += [(f"{policy} r={r}{label}", SuccessiveHalving(r, **least))
                          for r in args.sh_min_epochs]
         else:
             policies.append((policy, policy))

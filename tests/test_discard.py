@@ -90,8 +90,12 @@ def test_rung_table_gives_each_rung_the_threshold_of_its_values():
 
 
 def test_schedules():
-    assert SuccessiveHalving().rung_epochs()[:5] == (1, 3, 9, 27, 81)
-    assert SuccessiveHalving(eta=3).min_trials == 3
+    # The defaults: rungs from epoch 9 (the first epochs rank poorly), nine values each.
+    assert SuccessiveHalving().rung_epochs()[:5] == (9, 27, 81, 243, 729)
+    assert SuccessiveHalving().min_trials == 9
+    assert SuccessiveHalving(1).rung_epochs()[:5] == (1, 3, 9, 27, 81)
+    assert SuccessiveHalving(eta=3, min_trials=None).min_trials == 3
+    assert make_early_discard("successive_halving") == SuccessiveHalving(9, 3, 9)
     assert OneEpoch().rung_epochs() == (1,)
     assert OneEpoch(keep=0.2).min_trials == 5
     assert make_early_discard("one_epoch") == OneEpoch()

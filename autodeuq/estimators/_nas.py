@@ -114,11 +114,11 @@ class NASRegressor(SearchRegressorBase):
         configured they are written to stderr.
     early_discard : None, "successive_halving", "one_epoch" or EarlyDiscard, default=None
         Stop training poor candidates early. ``"successive_halving"``: asynchronous
-        successive halving over epochs (rungs at epochs 1, 3, 9, ...; a candidate goes on past
-        a rung only if its best validation NLL so far is in the best third of those recorded
-        there). ``"one_epoch"``: the one-epoch pre-filter of Egele et al. (2023): a candidate
-        trains on after its first epoch only if its validation NLL then is in the best fifth
-        seen so far. :class:`autodeuq.evaluation.SuccessiveHalving` and
+        successive halving over epochs (rungs at epochs 9, 27, 81, ...; a candidate goes on
+        past a rung only if its best validation NLL so far is in the best third of those
+        recorded there, once nine were). ``"one_epoch"``: the one-epoch pre-filter of Egele
+        et al. (2023): a candidate trains on after its first epoch only if its validation NLL
+        then is in the best fifth seen so far. :class:`autodeuq.evaluation.SuccessiveHalving` and
         :class:`autodeuq.evaluation.OneEpoch` set the rungs and fractions. A discarded
         candidate is recorded with status ``"discarded"`` and its partial validation NLL, and
         is never kept; the search algorithm is told that partial NLL. None trains every
@@ -126,9 +126,8 @@ class NASRegressor(SearchRegressorBase):
         discarding reached a full search's validation NLL in half its time against random
         search, but not reliably against AgEBO: the learning curves of Gaussian networks
         cross, so a slow start is not always a poor finish. Over five seeds each,
-        ``SuccessiveHalving(9, min_trials=9)`` (rungs from epoch 9, each waiting for nine
-        values) ended a fixed time with a lower best validation NLL on average than the
-        full search; ``"one_epoch"`` with a higher one.
+        ``"successive_halving"`` ended a fixed time with a lower best validation NLL on
+        average than the full search; ``"one_epoch"`` with a higher one.
     security : distributed.security.Security or None, default=None
         TLS settings for the Dask connections: with ``scheduler`` an address or a scheduler
         file, the client connects with them (``Security(tls_ca_file=..., tls_client_cert=...,
