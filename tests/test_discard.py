@@ -2,6 +2,7 @@
 
 import json
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -263,3 +264,28 @@ def test_thresholds_reach_the_dask_workers(client, data):
             results += evaluator.collect(timeout=60)
     for result in results:
         assert [tuple(r) for r in result.rung_nlls] == list(rungs[result.trial_id])
+
+
+@pytest.mark.parametrize(("space", "policy", "warns"), [
+    (SPACE, "successive_halving", True),                   # max_epochs 8 < the first rung, 9
+    ({**SPACE, "max_epochs": Int(2, 8)}, SuccessiveHalving(), True),
+    ({**SPACE, "max_epochs": Int(2, 12)}, "successive_halving", False),
+    (SPACE, SuccessiveHalving(min_epochs=1, min_trials=2), False),
+    (SPACE, "one_epoch", False),
+    (SPACE, None, False),
+])
+def test_a_rung_no_candidate_reaches_is_warned_of(xy, space, policy, warns):
+    X, y = xy
+    est = nas([GOOD[0]], search_space=space, early_discard=policy)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        est.fit(X, y)
+    said = [str(w.message) for w in caught if "first rung" in str(w.message)]
+    if warns:
+        assert len(said) == 1
+        assert "first rung at epoch 9" in said[0]
+        assert "at most 8 epoch(s)" in said[0]
+        assert "SuccessiveHalving(min_epochs=1)" in said[0]
+    else:
+        assert said == []
+    assert est.search_results_["status"].tolist() == ["success"]  # the fit went on

@@ -30,7 +30,7 @@ from ..evaluation._progress import SearchProgress
 from ..evaluation._train import network_config
 from ..exceptions import AutoDEUQError, WorkersLostError
 from ..search import make_search
-from ..space import check_space, to_flat_config
+from ..space import Categorical, Int, check_space, to_flat_config
 from ..uncertainty import fit_std_scale
 from ._base import (
     UncertaintyRegressorMixin,
@@ -317,6 +317,7 @@ class SearchRegressorBase(UncertaintyRegressorMixin, RegressorMixin, BaseEstimat
         space = self._check_search_params()
         self._check_security()
         discard = make_early_discard(self.early_discard)
+        self._warn_unreachable_rungs(discard, space)
         check_target(y)
         X, y = validate_data(self, X, y, y_numeric=True, dtype=np.float64)
         n = len(X)
@@ -417,6 +418,26 @@ class SearchRegressorBase(UncertaintyRegressorMixin, RegressorMixin, BaseEstimat
         refit trains on ``refit_rows`` times a search trial's rows. Subclasses that train
         after the search say: none here."""
         return 0.0
+
+    def _warn_unreachable_rungs(self, discard, space):
+        """Warn when no candidate of ``space`` trains long enough to meet the first rung of
+        the early-discarding policy ``discard``: it would discard nothing."""
+        dimension = None if discard is None else space.dimensions.get("max_epochs")
+        if isinstance(dimension, Int):
+            most = dimension.high
+        elif isinstance(dimension, Categorical):
+            most = max((c for c in dimension.choices if isinstance(c, numbers.Real)),
+                       default=None)
+        else:  # no discarding, or max_epochs not searched (the network's default)
+            return
+        first = discard.rung_epochs()[0]
+        if most is not None and most < first:
+            warnings.warn(
+                f"early_discard={self.early_discard!r} has its first rung at epoch {first}, but "
+                f"the search space trains at most {most} epoch(s) (max_epochs): no candidate "
+                f"will be discarded. Pass early_discard=SuccessiveHalving(min_epochs=1) "
+                f"(autodeuq.evaluation) for rungs within {most} epoch(s), or None.",
+                UserWarning, stacklevel=3)
 
     def _time_reserve(self, timed, slots, refit_rows):
         """Seconds of the time budget the search keeps free for what follows it:
