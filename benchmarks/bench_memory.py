@@ -35,6 +35,12 @@ catalogue's predictions are 32 kB a candidate, 16 MB at 500). Candidates train o
     python benchmarks/bench_memory.py                      # 500 candidates, three variants
     python benchmarks/bench_memory.py --evals 100 --rows 5000 --variants bounded unbounded
     python benchmarks/bench_memory.py --json memory.json
+    python benchmarks/bench_memory.py --variants bounded --python-objects   # and by file
+
+``--python-objects`` also traces Python's allocations (:mod:`tracemalloc`) and reports how the
+memory held by Python objects grew, per candidate, from the second reported point to the last,
+by the source file that allocated it: what the catalogue, the trial records, Dask and the
+search hold, against the RSS growth, which also counts the allocator and native libraries.
 
 Dask's worker processes import this script again (as ``__mp_main__``), so it does its work
 only under ``if __name__ == "__main__"``. RSS is read with psutil, which ``distributed``
@@ -42,6 +48,7 @@ requires.
 """
 
 import argparse
+import gc
 import json
 import logging
 import math
@@ -50,6 +57,7 @@ import sys
 import tempfile
 import threading
 import time
+import tracemalloc
 from pathlib import Path
 
 VARIANTS = ("bounded", "unbounded", "checkpoint")
@@ -74,15 +82,46 @@ def checkpoints(evals):
 
 
 class FinishedCounter(logging.Handler):
-    """Counts the per-trial debug records of ``run_search`` (one per finished trial)."""
+    """Counts the per-trial debug records of ``run_search`` (one per finished trial) and,
+    while :mod:`tracemalloc` traces, snapshots the Python objects when ``snapshot_at``
+    candidates have finished."""
 
-    def __init__(self):
+    def __init__(self, snapshot_at=()):
         super().__init__(logging.DEBUG)
         self.count = 0
+        self.snapshot_at = set(snapshot_at)
+        self.snapshots = {}
 
     def emit(self, record):
         if isinstance(record.msg, str) and record.msg.startswith("trial "):
             self.count += 1
+            if self.count in self.snapshot_at and tracemalloc.is_tracing():
+                gc.collect()
+                self.snapshots[self.count] = tracemalloc.take_snapshot()
+
+
+def python_objects(first, last, n, top=8):
+    """Growth of the memory held by Python objects between two snapshots, per candidate
+    (bytes), by the source file that allocated it: the ``top`` largest, then the rest and the
+    total. ``n`` candidates finished between them."""
+    stats = last.compare_to(first, "filename")
+    rows = [(_short(s.traceback[0].filename), s.size_diff / n) for s in stats]
+    rows.sort(key=lambda row: -abs(row[1]))
+    shown = rows[:top]
+    rest = sum(size for _, size in rows[top:])
+    return {"by_file": shown, "rest": rest, "total": sum(size for _, size in rows)}
+
+
+def _short(filename):
+    """A source path from its package down (``autodeuq/ensemble/_catalogue.py``)."""
+    parts = Path(filename).parts
+    for package in ("autodeuq", "distributed", "dask", "sklearn", "numpy", "torch"):
+        if package in parts:
+            return "/".join(parts[len(parts) - 1 - parts[::-1].index(package):])
+    for anchor in ("site-packages", "lib"):  # another package, or the standard library
+        if anchor in parts:
+            return "/".join(parts[parts.index(anchor) + 1:])
+    return filename
 
 
 class Sampler(threading.Thread):
@@ -148,8 +187,10 @@ def peak_rss():
     return None
 
 
-def run_variant(variant, evals, rows, algorithm, seed=0):
-    """One fit in this process; returns its measurements (sizes in bytes)."""
+def run_variant(variant, evals, rows, algorithm, seed=0, trace=False):
+    """One fit in this process; returns its measurements (sizes in bytes). With ``trace``,
+    :mod:`tracemalloc` traces the fit (slower) and the growth of Python objects from the
+    second reported point to the last is measured by source file."""
     import numpy as np
     from sklearn.datasets import make_friedman1
 
@@ -162,13 +203,16 @@ def run_variant(variant, evals, rows, algorithm, seed=0):
             backend="dask", validation_fraction=0.2,
             max_in_memory=max(1000, evals) if variant == "unbounded" else 50,
             checkpoint_dir=tmp if variant == "checkpoint" else None, random_state=seed)
-        counter = FinishedCounter()
+        points = checkpoints(evals)
+        counter = FinishedCounter((points[1], evals) if trace and len(points) > 1 else ())
         logger = logging.getLogger(LOOP_LOGGER)
         old_level = logger.level
         logger.addHandler(counter)
         logger.setLevel(logging.DEBUG)
         sampler = Sampler(counter)
         before = sampler.process.memory_info().rss
+        if counter.snapshot_at:
+            tracemalloc.start()
         sampler.start()
         start = time.perf_counter()
         try:
@@ -176,6 +220,7 @@ def run_variant(variant, evals, rows, algorithm, seed=0):
         finally:
             wall = time.perf_counter() - start
             sampler.stop()
+            tracemalloc.stop()
             logger.removeHandler(counter)
             logger.setLevel(old_level)
         weights = sorted(Path(tmp, "weights").glob("trial-*.npz"))
@@ -193,6 +238,11 @@ def run_variant(variant, evals, rows, algorithm, seed=0):
     slope = None
     if high > low and peaks[low] is not None and peaks[high] is not None:
         slope = (peaks[high] - peaks[low]) / (high - low)
+    objects = None
+    if len(counter.snapshots) == 2:
+        first, last = sorted(counter.snapshots)
+        objects = python_objects(counter.snapshots[first], counter.snapshots[last],
+                                 last - first)
     statuses = {k: int(v) for k, v in est.search_results_["status"].value_counts().items()}
     n_valid = math.ceil(0.2 * rows)
     return {
@@ -207,6 +257,7 @@ def run_variant(variant, evals, rows, algorithm, seed=0):
         "workers_peak_rss_sum": sampler.workers_peak or None, "n_workers": sampler.n_workers,
         "journal_npz_bytes_per_candidate": npz_bytes,
         "catalogue_prediction_bytes_per_candidate": 2 * 8 * n_valid,
+        "python_objects_per_candidate": objects,
         "wall_time": wall, "n_samples": len(samples), "timeline": samples,
         "python": sys.version.split()[0], "numpy": np.__version__,
     }
@@ -216,7 +267,8 @@ def run_in_child(variant, args):
     """Runs one variant in a fresh interpreter; returns its JSON line's measurements."""
     command = [sys.executable, str(Path(__file__).resolve()), "--child", variant,
                "--evals", str(args.evals), "--rows", str(args.rows),
-               "--algorithm", args.algorithm]
+               "--algorithm", args.algorithm, *(["--python-objects"] if args.python_objects
+                                                else [])]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"variant {variant!r} failed (exit {done.returncode}):\n"
@@ -268,6 +320,14 @@ def summarize(runs):
             notes.append(f"One candidate's arrays as journaled (weights and float32 validation "
                          f"predictions): {r['journal_npz_bytes_per_candidate'] / 1024:.1f} kB "
                          "on average.")
+    for r in runs:
+        objects = r.get("python_objects_per_candidate")
+        if objects:
+            shown = "; ".join(f"{name} {size / 1024:.1f}" for name, size in objects["by_file"])
+            notes.append(f"Python objects' growth in {r['variant']}, kB a candidate from "
+                         f"{points[1]} to {evals} (tracemalloc, by allocating file): "
+                         f"{objects['total'] / 1024:.1f} in all: {shown}; the rest "
+                         f"{objects['rest'] / 1024:.1f}.")
     return "\n".join(lines) + "\n" + "\n".join(notes)
 
 
@@ -279,13 +339,18 @@ def main(argv=None):
     parser.add_argument("--algorithm", default="agebo",
                         help="search algorithm (the estimator's default, agebo)")
     parser.add_argument("--json", type=Path, help="also write every variant's measurements")
+    parser.add_argument("--python-objects", action="store_true",
+                        help="also trace Python's allocations (tracemalloc, slower; the RSS "
+                             "columns then include its bookkeeping) and report their growth "
+                             "by source file")
     parser.add_argument("--child", choices=VARIANTS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.evals < 2:
         parser.error(f"--evals must be >= 2; got {args.evals}")
 
     if args.child:  # one variant, in this fresh process: its measurements as one JSON line
-        result = run_variant(args.child, args.evals, args.rows, args.algorithm)
+        result = run_variant(args.child, args.evals, args.rows, args.algorithm,
+                             trace=args.python_objects)
         print(json.dumps(result))
         return result
 

@@ -25,3 +25,28 @@ def test_memory_benchmark(tmp_path, capsys):
     runs = json.loads(out.read_text())
     assert [r["variant"] for r in runs] == ["bounded", "unbounded", "checkpoint"]
     assert all(r["n_candidates"] == 6 and r["finished_counted"] == 6 for r in runs)
+
+
+def test_memory_benchmark_python_objects(tmp_path, capsys):
+    out = tmp_path / "memory.json"
+    load("benchmarks/bench_memory.py").main(
+        ["--evals", "6", "--rows", "300", "--variants", "bounded", "--python-objects",
+         "--json", str(out)])
+    table = capsys.readouterr().out
+    assert "Python objects' growth in bounded, kB a candidate from 3 to 6" in table
+    objects = json.loads(out.read_text())[0]["python_objects_per_candidate"]
+    files = [name for name, _ in objects["by_file"]]
+    assert "autodeuq/ensemble/_catalogue.py" in files  # every candidate's predictions
+    assert all(not name.startswith("/") for name in files)  # shortened to the package
+    total = objects["rest"] + sum(size for _, size in objects["by_file"])
+    assert math.isclose(total, objects["total"], rel_tol=1e-9, abs_tol=1e-6)
+
+
+def test_short_source_names():
+    short = load("benchmarks/bench_memory.py")._short
+    assert short("/work/x/autodeuq/ensemble/_catalogue.py") == "autodeuq/ensemble/_catalogue.py"
+    assert (short("/v/lib/python3.11/site-packages/distributed/protocol/pickle.py")
+            == "distributed/protocol/pickle.py")
+    assert short("/v/lib/python3.11/site-packages/psutil/_common.py") == "psutil/_common.py"
+    assert short("/usr/lib/python3.11/asyncio/events.py") == "python3.11/asyncio/events.py"
+    assert short("<frozen importlib._bootstrap>") == "<frozen importlib._bootstrap>"
