@@ -171,16 +171,18 @@ def compare(X, y, args, dataset, seed):
         runs.append(summary(name, est, table, target))
     for run in runs:
         run.update(dataset=dataset, split=args.split, seed=seed, target_nll=target,
-                   ratio=None if run["seconds_to_target"] is None else
-                   run["seconds_to_target"] / full["seconds_to_target"],
-                   cpu_ratio=None if run["cpu_to_target"] is None else
-                   run["cpu_to_target"] / full["cpu_to_target"],
-                   ratio_whole=None if run["seconds_to_target"] is None else
-                   run["seconds_to_target"] / full["search_seconds"])
+                   ratio=_over(run["seconds_to_target"], full["seconds_to_target"]),
+                   cpu_ratio=_over(run["cpu_to_target"], full["cpu_to_target"]),
+                   ratio_whole=_over(run["seconds_to_target"], full["search_seconds"]))
         print(f"{dataset:<9} seed {seed:<3} {run['policy']:<18} {run['trials']:>3} trials, "
               f"best NLL {run['best_nll']:.3f}, target {target:.3f} reached at "
               f"{fmt(run['seconds_to_target'])} s", file=sys.stderr, flush=True)
     return runs
+
+
+def _over(value, base):
+    """``value / base``, or None (never reached) when ``value`` is None."""
+    return None if value is None else value / base
 
 
 def print_table(rows, args):

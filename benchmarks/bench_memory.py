@@ -18,9 +18,9 @@ from the ``trial ...`` debug records of ``autodeuq.evaluation._loop``, which log
 finished trial). The table gives the peak RSS sampled up to the moment ``0.1, 0.2, 0.5, 1.0 x
 evals`` candidates had finished (50, 100, 250 and 500 at the default), the growth from 20% to
 100% of the candidates per candidate (a bounded catalogue grows by its validation predictions
-only: 2 x 8 bytes x n_valid per candidate), the kernel's peak (``VmHWM``, which also covers
-the ensemble selection after the search and anything between samples), the workers' peak RSS,
-and the wall time of ``fit``. The last lines compare the growth over the search with every
+only: 2 x 4 bytes x n_valid per candidate, float32), the kernel's peak (``VmHWM``, which also
+covers the ensemble selection after the search and anything between samples), the workers'
+peak RSS, and the wall time of ``fit``. The last lines compare the growth over the search with every
 weight kept against the bound of 50, and give the size of one candidate's arrays as written by
 the journal (weights and float32 validation predictions, from the checkpoint run).
 
@@ -30,7 +30,7 @@ Candidates are tiny so that 500 of them finish in 4-6 minutes on two (shared) co
 about 0.27 MB on average, are not negligible beside the validation predictions),
 ``max_epochs=2`` and ``batch_size=256``. The data are Friedman #1 (10 features,
 ``--rows`` 10,000 rows; ``validation_fraction=0.2`` makes 2,000 validation points, so the
-catalogue's predictions are 32 kB a candidate, 16 MB at 500). Candidates train on 8,000 rows.
+catalogue's predictions are 16 kB a candidate, 8 MB at 500). Candidates train on 8,000 rows.
 
     python benchmarks/bench_memory.py                      # 500 candidates, three variants
     python benchmarks/bench_memory.py --evals 100 --rows 5000 --variants bounded unbounded
@@ -228,13 +228,13 @@ def run_variant(variant, evals, rows, algorithm, seed=0, trace=False):
 
     samples = sampler.samples
     peaks = {}
-    for n in checkpoints(evals):
+    for n in points:
         # Up to the first sample that saw n finished: the selection after the search is in
         # the kernel's peak (VmHWM) only.
         reached = next((t for t, finished, _ in samples if finished >= n), math.inf)
         upto = [rss for t, _, rss in samples if t <= reached]
         peaks[n] = max(upto) if upto else None
-    low, high = checkpoints(evals)[1], evals
+    low, high = points[1], evals
     slope = None
     if high > low and peaks[low] is not None and peaks[high] is not None:
         slope = (peaks[high] - peaks[low]) / (high - low)
@@ -256,7 +256,7 @@ def run_variant(variant, evals, rows, algorithm, seed=0, trace=False):
         "rss_after_fit": samples[-1][2], "worker_peak_rss": sampler.worker_peak or None,
         "workers_peak_rss_sum": sampler.workers_peak or None, "n_workers": sampler.n_workers,
         "journal_npz_bytes_per_candidate": npz_bytes,
-        "catalogue_prediction_bytes_per_candidate": 2 * 8 * n_valid,
+        "catalogue_prediction_bytes_per_candidate": 2 * 4 * n_valid,  # float32 mean and var
         "python_objects_per_candidate": objects,
         "wall_time": wall, "n_samples": len(samples), "timeline": samples,
         "python": sys.version.split()[0], "numpy": np.__version__,
