@@ -17,6 +17,8 @@ def test_median_ratio_counts_a_run_that_never_reached_as_infinite():
     assert bench.median_ratio([0.2, float("nan"), 0.4, 0.3]) == 0.35
     assert bench.median_ratio([0.2, None, None]) is None
     assert bench.median_ratio([0.2, None]) is None  # the middle is infinite: "never"
+    assert bench.mean_of([0.5, None, 0.7]) == "0.600 (1 without)"
+    assert bench.mean_of([None, float("nan")]) == "none"
 
 
 def test_discard_benchmark_over_two_seeds(tmp_path, capsys):
@@ -42,8 +44,10 @@ def test_discard_benchmark_over_two_seeds(tmp_path, capsys):
         assert full["discarded"] == 0
         assert full["best_nll"] == full["target_nll"]
         assert full["ratio"] == 1.0
+        # Half its time in, its best was no better than at the end.
+        assert full["best_nll_half"] is None or full["best_nll_half"] >= full["best_nll"]
     summary = [line for line in printed.splitlines() if line.startswith("| yacht | ")
-               and line.count("|") == 7]
+               and line.count("|") == 8]
     assert len(summary) == 2
     reached = sum(r["seconds_to_target"] is not None for r in runs if r["policy"] == "one_epoch")
     assert summary[0].startswith("| yacht | none | 2 of 2 | 1.00 |")
