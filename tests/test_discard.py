@@ -103,10 +103,10 @@ def test_schedules():
     assert make_early_discard(None) is None
 
 
-def test_a_discarded_trial_is_told_as_discarded_with_its_partial_nll():
+def test_a_discarded_trial_is_told_as_a_success_with_its_partial_nll():
     discarded = TrialResult(trial_id=0, config={}, status="discarded", objective=1.5)
     failed = TrialResult(trial_id=1, config={}, status="failed")
-    assert search_outcome(discarded) == (1.5, "discarded")
+    assert search_outcome(discarded) == (1.5, "success")
     assert search_outcome(failed) == (None, "failed")
 
 

@@ -144,9 +144,7 @@ def test_failures_are_recorded_and_do_not_crash(make):
     for i in range(60):
         trial = search.ask()
         if i % 3 == 0:
-            status = statuses[(i // 3) % len(statuses)]
-            # A discarded trial comes with its partial objective, here below every success.
-            search.tell(trial.trial_id, -1.0 if status == "discarded" else None, status=status)
+            search.tell(trial.trial_id, status=statuses[(i // 3) % len(statuses)])
         elif i % 7 == 0:
             search.tell(trial.trial_id, float("nan"))  # non-finite: recorded as failed
         else:
@@ -155,11 +153,10 @@ def test_failures_are_recorded_and_do_not_crash(make):
     assert len(history) == search.n_told == 60
     assert {r.status for r in history} == set(STATUSES)
     for r in history:
-        assert (r.objective is None) == (r.status not in ("success", "discarded"))
+        assert (r.objective is None) == (r.status != "success")
     assert (history[7].status, history[7].objective) == ("failed", None)
     search.space.validate(search.ask().config)
-    # Never the best, however low its partial objective.
-    assert search.best.objective == min(r.objective for r in history if r.ok) > -1.0
+    assert search.best.objective == min(r.objective for r in history if r.ok)
 
 
 def test_only_failures(make):
@@ -186,8 +183,6 @@ def test_tell_errors_name_the_argument_and_change_nothing(make):
         search.tell(trial.trial_id, "1.0")
     with pytest.raises(ValueError, match="objective must be None"):
         search.tell(trial.trial_id, 1.0, status="timeout")
-    with pytest.raises(ValueError, match="when status is 'discarded'"):
-        search.tell(trial.trial_id, status="discarded")
     assert (search.n_pending, search.n_told) == (1, 0)
     search.tell(np.int64(trial.trial_id), np.float32(1.5))
     with pytest.raises(ValueError, match=r"trial_id.*already told"):
@@ -397,17 +392,15 @@ def test_surrogate_targets_failures_and_lies():
     """Failures enter the surrogate at the worst objective; pending trials at the lie."""
     space = SearchSpace({"x": Float(0.0, 1.0)})
     search = BayesianOptimization(space, n_initial=3, liar="mean", random_state=0)
-    for objective, status in [(1.0, "success"), (3.0, "success"), (None, "timeout"),
-                              (5.0, "discarded")]:
+    for objective, status in [(1.0, "success"), (3.0, "success"), (None, "timeout")]:
         search.tell(search.ask().trial_id, objective, status=status)
-    search.ask()  # pending, lied about with the mean 3.0
+    search.ask()  # pending, lied about with the mean 2.0
     lcb = search._lcb
     forest = lcb._fit()
     assert forest.n_features_in_ == 1
     X = np.concatenate([lcb._X[:lcb._n], np.stack(list(lcb._pending.values()))])
-    # full trees, one per distinct x: the forest reproduces its training targets (a discarded
-    # trial's partial objective is observed: the worst is then 5.0)
-    assert np.allclose(forest.predict(X), [1.0, 3.0, 5.0, 5.0, 3.0])
+    # full trees, one per distinct x: the forest reproduces its training targets
+    assert np.allclose(forest.predict(X), [1.0, 3.0, 3.0, 2.0])
 
 
 def test_bayesian_optimization_asks_with_1000_observations():
@@ -493,13 +486,6 @@ def test_agebo_population_and_failures():
                     status="failed" if i % 2 else "success")
     assert [r.trial_id for r in search.population] == [2, 4, 6, 8]
     assert search._lcb._n == 10  # failures inform the surrogate
-    # Discarded trials inform the surrogate with their partial objective, and never push a
-    # finished member out of the population.
-    for _ in range(6):
-        search.tell(search.ask().trial_id, 0.5, status="discarded")
-    assert [r.trial_id for r in search.population] == [2, 4, 6, 8]
-    assert search._lcb._n == 16
-    assert np.all(search._lcb._y[10:16] == 0.5)
 
 
 def test_agebo_degenerates_to_one_search():

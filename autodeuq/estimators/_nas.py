@@ -121,14 +121,13 @@ class NASRegressor(SearchRegressorBase):
         then is in the best fifth seen so far. :class:`autodeuq.evaluation.SuccessiveHalving` and
         :class:`autodeuq.evaluation.OneEpoch` set the rungs and fractions. A discarded
         candidate is recorded with status ``"discarded"`` and its partial validation NLL, and
-        is never kept; the search algorithm is told that partial NLL (AgEBO's forest learns
-        from it; its evolution never takes a discarded candidate into the population). None
-        trains every candidate to the end. Measured on UCI energy and concrete
-        (``benchmarks/RESULTS.md``), discarding reached a full search's validation NLL in
-        half its time against random search, but not reliably against AgEBO: the learning
-        curves of Gaussian networks cross, so a slow start is not always a poor finish. Over
-        five seeds each, ``"successive_halving"`` ended a fixed time with a lower best
-        validation NLL on average than the full search; ``"one_epoch"`` with a higher one.
+        is never kept; the search algorithm is told that partial NLL. None trains every
+        candidate to the end. Measured on UCI energy and concrete (``benchmarks/RESULTS.md``),
+        discarding reached a full search's validation NLL in half its time against random
+        search, but not reliably against AgEBO: the learning curves of Gaussian networks
+        cross, so a slow start is not always a poor finish. Over five seeds each,
+        ``"successive_halving"`` ended a fixed time with a lower best validation NLL on
+        average than the full search; ``"one_epoch"`` with a higher one.
     security : distributed.security.Security or None, default=None
         TLS settings for the Dask connections: with ``scheduler`` an address or a scheduler
         file, the client connects with them (``Security(tls_ca_file=..., tls_client_cert=...,

@@ -29,15 +29,13 @@ its submission, nor those of trials still running; with ``n`` workers, at most t
 trials in flight are missing, and a rung discards nothing until ``min_trials`` values were
 recorded there. Serial searches (one trial at a time) see every earlier trial's values.
 
-What the search algorithm is told: a discarded trial is told with status ``"discarded"`` and
-its partial NLL (the best before it stopped) as objective. The value is pessimistic (more
-training would have lowered it), which is the right direction for a trial judged poor, and it
-is never below the best finished trial's NLL (it is above a threshold that is a rung value of
-a trial whose final NLL is lower still). Model-based proposals (the forest of
-:class:`~autodeuq.search.AgEBO` and :class:`~autodeuq.search.BayesianOptimization`) learn from
-it as they learn from a success; it is never the search's best and never joins an
-evolution's population, which a search discarding nine trials in ten would otherwise fill
-with truncated networks, pushing out the finished ones it evolves from.
+What the search algorithm is told: a discarded trial is told as a success whose objective is
+its partial NLL (the best before it stopped), as DeepHyper reports stopped trials. The value
+is pessimistic (more training would have lowered it), which is the right direction for a
+trial judged poor, and it is never below the best finished trial's NLL (it is above a
+threshold that is a rung value of a trial whose final NLL is lower still), so a discarded
+trial is never the search's best. Reporting it as failed instead would teach a model-based
+search nothing of how poor it was.
 """
 
 import math
@@ -265,9 +263,9 @@ class RungTable:
 def search_outcome(result):
     """``(objective, status)`` to tell the search algorithm of a finished trial.
 
-    A discarded trial is told with its partial NLL (see the module docstring); any other
-    trial as it is, with an objective only for a success.
+    A discarded trial is told as a success with its partial NLL (see the module docstring);
+    any other trial as it is, with an objective only for a success.
     """
     if result.status == "discarded":
-        return result.objective, "discarded"
+        return result.objective, "success"
     return (result.objective if result.ok else None), result.status

@@ -41,11 +41,8 @@ class AgEBO(Search):
     the full space).
 
     A told success joins the population, pushing out its oldest member when it is full, and
-    becomes an observation of the surrogate; a discarded trial (stopped early) enters the
-    surrogate at its partial objective but never joins the population, so that a search
-    discarding most of its trials keeps evolving from finished networks rather than from
-    truncated ones that would push them out; a failure (any other status) never joins the
-    population and enters the surrogate at the worst observed objective. When the space
+    becomes an observation of the surrogate; a failure (any status but "success") never joins
+    the population and enters the surrogate at the worst observed objective. When the space
     has no training names, AgEBO is aging evolution; with no architecture names, it is BO.
 
     Parameters

@@ -32,13 +32,10 @@ from ..space._space import config_key
 
 __all__ = ["STATUSES", "Result", "Search", "Trial"]
 
-#: The statuses :meth:`Search.tell` accepts. ``"discarded"`` is a candidate stopped early on
-#: purpose (early discarding): it comes with its partial objective, a pessimistic score that
-#: model-based proposals learn from, but it is never :attr:`Search.best` and never joins an
-#: evolution's population. The others but ``"success"`` mean the candidate produced no usable
-#: score (training raised, diverged, ran past its time limit, or its worker was lost) and
-#: come with ``objective=None``.
-STATUSES = ("success", "failed", "diverged", "timeout", "lost", "discarded")
+#: The statuses :meth:`Search.tell` accepts. Every status but ``"success"`` means the candidate
+#: produced no usable score (training raised, diverged, ran past its time limit, or its worker
+#: was lost) and comes with ``objective=None``.
+STATUSES = ("success", "failed", "diverged", "timeout", "lost")
 
 #: Proposals drawn from the algorithm, then random samples drawn, to find a new configuration.
 _PROPOSAL_TRIES = 10
@@ -71,8 +68,7 @@ class Result:
     trial_id : int
     config : dict
     objective : float or None
-        The validation NLL (lower is better), partial for ``"discarded"``; None for the
-        failures.
+        The validation NLL (lower is better); None unless ``status == "success"``.
     status : str
         One of :data:`STATUSES`.
     """
@@ -114,12 +110,12 @@ def _check_outcome(objective, status):
     if not isinstance(status, str) or status not in STATUSES:
         raise ValueError(f"status must be one of {', '.join(map(repr, STATUSES))}; got "
                          f"{status!r}. Use 'failed' for any other failure.")
-    if status in ("success", "discarded"):
+    if status == "success":
         if (objective is None or isinstance(objective, (bool, np.bool_))
                 or not isinstance(objective, numbers.Real)):
-            raise ValueError(f"objective must be a real number when status is {status!r}; "
-                             f"got {objective!r}. Pass the validation NLL (the partial one "
-                             "for 'discarded'), or a failure status such as status='failed'.")
+            raise ValueError(f"objective must be a real number when status is 'success'; "
+                             f"got {objective!r}. Pass the validation NLL, or a failure "
+                             "status such as status='failed'.")
         objective = float(objective)
         if not math.isfinite(objective):
             objective, status = None, "failed"
@@ -279,15 +275,12 @@ class Search(abc.ABC):
         trial_id : int
             The id of a pending trial (from :meth:`ask`, not yet told).
         objective : float or None, default=None
-            The validation NLL; lower is better. Required when ``status`` is ``"success"`` or
-            ``"discarded"`` (the NLL it had reached when stopped); must be None otherwise. A
-            non-finite value (NaN, inf) records the trial as ``"failed"``.
-        status : {"success", "discarded", "failed", "diverged", "timeout", "lost"}, \
-default="success"
-            ``"discarded"``: stopped early on purpose, its objective a partial score (see
-            :data:`STATUSES`). The others but ``"success"`` mean the candidate produced no
-            usable score. Every trial is kept in :attr:`history`; how an algorithm uses
-            them is in its docstring.
+            The validation NLL; lower is better. Required when ``status == "success"``;
+            must be None otherwise. A non-finite value (NaN, inf) records the trial as
+            ``"failed"``.
+        status : {"success", "failed", "diverged", "timeout", "lost"}, default="success"
+            Anything but ``"success"`` means the candidate produced no usable score. Failed
+            trials are kept in :attr:`history`; how an algorithm uses them is in its docstring.
 
         Raises
         ------

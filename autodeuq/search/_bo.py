@@ -82,9 +82,8 @@ class _ConstantLiarLCB:
     Configurations given to :meth:`observe` and :meth:`add_pending` may hold keys of other
     spaces; only this space's names are used.
 
-    Targets of the forest: a success's objective, and a discarded trial's partial one; a
-    failure's is the worst (largest) observed objective; a pending trial's is the lie
-    (``liar`` of the observed objectives).
+    Targets of the forest: a success's objective; a failure's is the worst (largest) observed
+    objective; a pending trial's is the lie (``liar`` of the observed objectives).
     """
 
     def __init__(self, space, *, kappa, n_candidates, surrogate, liar, seed):

@@ -41,8 +41,8 @@ class AgingEvolution(Search):
     to a few hundred candidates, a population of 100 filled at random would leave the search
     a random search. ``n_initial=population_size`` is the original algorithm.
 
-    Failed and discarded trials (any status but ``"success"``, or a non-finite objective) are
-    kept in :attr:`history` but never join the population. Pending trials change nothing: concurrent
+    Failed trials (any status but ``"success"``, or a non-finite objective) are kept in
+    :attr:`history` but never join the population. Pending trials change nothing: concurrent
     asks mutate independent tournament winners (and are distinct configurations).
 
     Parameters
