@@ -200,7 +200,9 @@ def test_discarded_trials_are_never_selected(xy):
     assert (table.loc[table["discarded"], "n_epochs"] == 1).all()
     assert (kept["n_epochs"] == EPOCHS).all()
     assert (table["rung"] == 1).all()
-    assert table.loc[table["discarded"], "duration"].max() < kept["duration"].min()
+    # Seconds too, but comparing them would be a timing test (a loaded machine can stretch
+    # a one-epoch trial past an eight-epoch one): each is recorded.
+    assert (table["duration"] > 0).all()
 
 
 def test_resume_restores_the_rung_values_of_journaled_trials(xy, tmp_path):
