@@ -569,6 +569,21 @@ def test_calibrated_levels_hold_coverage_on_average_over_held_out_draws():
     assert np.mean(inside) == pytest.approx(0.9, abs=0.006)
 
 
+def test_calibrated_levels_leave_out_as_many_ranks_as_the_guarantee_allows():
+    # n = 56 (UCI yacht's validation part): 52 of the 57 places a new value can take among
+    # them reach 0.9; the 5 left out are split 2 below, 3 above. Rounding each tail on its
+    # own kept 53 (0.930).
+    pits = np.arange(1, 57) / 57
+    assert calibrated_levels(pits, 0.9) == pytest.approx((2 / 57, 54 / 57))
+    rng = np.random.default_rng(3)
+    inside = []
+    for _ in range(20_000):
+        lower, upper = calibrated_levels(rng.uniform(size=56), 0.9)
+        new = rng.uniform()
+        inside.append(lower <= new <= upper)
+    assert np.mean(inside) == pytest.approx(52 / 57, abs=0.006)
+
+
 def test_calibrated_levels_are_nested_and_open_where_the_sample_is_too_small():
     pits = np.random.default_rng(2).uniform(size=300)
     for narrow, wide in ((0.5, 0.8), (0.8, 0.9), (0.9, 0.99)):

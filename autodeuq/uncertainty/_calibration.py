@@ -74,12 +74,21 @@ def calibrated_levels(pits, coverage=0.9):
     targets (the probability integral transform, ``NormalMixture.cdf(y)``). A calibrated
     model's are uniform, and its central interval from the ``(1 - coverage) / 2`` to the
     ``(1 + coverage) / 2`` quantile holds ``coverage`` of new points. When they are not, the
-    levels returned are the ``floor((n + 1) (1 - coverage) / 2)``-th and
-    ``ceil((n + 1) (1 + coverage) / 2)``-th smallest of the ``n`` values: an overconfident
-    model gets levels further out, an underconfident one levels further in, a skewed error an
-    asymmetric interval. A new point drawn as the held-out ones were (and predicted by the
-    same model) falls inside the interval with probability at least ``coverage``. Only the
-    interval's levels move; the distribution is unchanged.
+    levels returned are two order statistics of the ``n`` values, about the
+    ``(n + 1) (1 - coverage) / 2``-th and ``(n + 1) (1 + coverage) / 2``-th smallest: an
+    overconfident model gets levels further out, an underconfident one levels further in, a
+    skewed error an asymmetric interval. A new point drawn as the held-out ones were (and
+    predicted by the same model) falls inside the interval with probability at least
+    ``coverage``. Only the interval's levels move; the distribution is unchanged.
+
+    The ranks are the tightest that keep this guarantee: a new value lies between the
+    ``l``-th and ``h``-th smallest of ``n`` exchangeable ones with probability
+    ``(h - l) / (n + 1)``, so ``h - l`` is the least ``k`` with ``k / (n + 1) >= coverage``,
+    and the ``n + 1 - k`` ranks left out are shared between the two tails (the upper one
+    takes the odd one). Rounding each tail on its own, ``floor((n + 1) (1 - coverage) / 2)``
+    and ``ceil((n + 1) (1 + coverage) / 2)``, can leave out one rank fewer: with the 56
+    validation points of UCI yacht, a 90% interval that holds 53/57 = 0.930 of new points
+    where 52/57 = 0.912 suffices.
 
     Parameters
     ----------
@@ -92,8 +101,9 @@ def calibrated_levels(pits, coverage=0.9):
     -------
     lower, upper : float
         Levels in the open interval (0, 1), ``lower <= upper``. Where ``n`` is too small to
-        resolve the coverage (``(n + 1) (1 - coverage) / 2 < 1``), the level on that side is
-        ``1e-12`` from 0 or 1: an interval as wide as the distribution can say.
+        resolve the coverage (fewer than two ranks left out, about ``(n + 1) (1 - coverage)
+        < 2``), the level on the lower side, or on both, is ``1e-12`` from 0 or 1: an
+        interval as wide as the distribution can say.
     """
     pits = np.asarray(pits, dtype=np.float64)
     if pits.ndim != 1 or pits.size < 2:
@@ -106,9 +116,10 @@ def calibrated_levels(pits, coverage=0.9):
     pits = np.sort(pits)
     n = pits.size
     # 1-based ranks (0 and n + 1: beyond the sample); the slack keeps an exact product such
-    # as 20 * 0.05 from rounding to the wrong side (0.9999999999999998 is 1).
-    low = math.floor((n + 1) * (1.0 - coverage) / 2 + 1e-9)
-    high = math.ceil((n + 1) * (1.0 + coverage) / 2 - 1e-9)
+    # as 20 * 0.9 from rounding to the wrong side (18.000000000000004 is 18).
+    inside = min(n + 1, math.ceil((n + 1) * coverage - 1e-9))
+    low = (n + 1 - inside) // 2
+    high = low + inside
     lower = pits[low - 1] if low >= 1 else 0.0
     upper = pits[high - 1] if high <= n else 1.0
     # The quantile function takes open-interval levels (a point far out has a PIT of exactly
