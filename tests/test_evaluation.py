@@ -1,6 +1,7 @@
 """Evaluation: train_candidate's outcomes, the journal, and the evaluators on real Dask."""
 
 import json
+import logging
 import os
 import signal
 import time
@@ -512,7 +513,11 @@ def test_embedded_cluster_is_started_and_closed(data):
         assert cluster.scheduler_address.startswith("tcp://127.0.0.1:")  # loopback only
         results = run_search(ListSearch([NET]), evaluator, np.random.SeedSequence(0),
                              max_evals=2)
+        filters = evaluator._client.run(lambda: [type(f).__name__ for f in logging.getLogger(
+            "distributed.worker").filters])
     assert [r.status for r in results] == ["success", "success"]
+    # Its workers keep Dask's harmless heartbeat traceback at shutdown to themselves.
+    assert list(filters.values()) == [["_ClosingHeartbeat"]]
     assert cluster.status.name == "closed"
     assert evaluator._client is None
 
@@ -529,9 +534,53 @@ def test_external_scheduler(external_cluster, data, how):
         evaluator_workers = list(evaluator._client.scheduler_info(n_workers=-1)["workers"])
         results = run_search(ListSearch([NET]), evaluator, np.random.SeedSequence(0),
                              max_evals=4)
+        filters = evaluator._client.run(lambda: [type(f).__name__ for f in logging.getLogger(
+            "distributed.worker").filters])
     assert sorted(r.trial_id for r in results) == [0, 1, 2, 3]
     assert all(r.status == "success" for r in results)
     assert {r.worker for r in results} <= set(evaluator_workers)
+    assert all(f == [] for f in filters.values())  # a user's cluster logs as it was set up
+
+
+@pytest.mark.parametrize("embedded", [True, False])
+def test_workers_still_starting_are_no_alarm_but_workers_lost_are(monkeypatch, caplog,
+                                                                    embedded):
+    from autodeuq.evaluation import DaskEvaluator
+
+    counts = iter([0, 2, 0, 2])
+    monkeypatch.setattr(DaskEvaluator, "n_workers", property(lambda self: next(counts)))
+    evaluator = DaskEvaluator(no_workers_timeout=60)
+    evaluator._cluster = object() if embedded else None
+    evaluator._client = type("Client", (), {"scheduler": type("S", (), {"address": "tcp://x"})})
+    caplog.set_level(logging.INFO, logger="autodeuq.evaluation._dask")
+    assert [evaluator._check_workers() for _ in range(4)] == [False, True, False, True]
+    said = [(r.levelname, r.getMessage()) for r in caplog.records]
+    first = (("INFO", "waiting up to 60.0 s for the embedded Dask cluster's workers to join")
+             if embedded else
+             ("WARNING", "the Dask cluster at tcp://x has no worker yet; waiting up to 60.0 s "
+                         "for one"))
+    assert said == [
+        first,
+        ("INFO", "the Dask cluster's workers have joined"),
+        ("WARNING", "the Dask cluster at tcp://x has no worker; waiting up to 60.0 s for one"),
+        ("WARNING", "the Dask cluster has workers again")]
+
+
+@pytest.mark.parametrize(("status", "message", "kept"), [
+    ("closing", "Failed to communicate with scheduler during heartbeat.", False),
+    ("closed", "Failed to communicate with scheduler during heartbeat.", False),
+    ("running", "Failed to communicate with scheduler during heartbeat.", True),
+    ("closing", "Unexpected exception during heartbeat. Closing worker.", True),
+])
+def test_only_a_closing_workers_heartbeat_traceback_is_dropped(status, message, kept):
+    from distributed.core import Status
+
+    from autodeuq.evaluation._dask import _ClosingHeartbeat
+
+    worker = type("FakeWorker", (), {"status": Status[status]})()
+    record = logging.LogRecord("distributed.worker", logging.ERROR, __file__, 1, message, (),
+                               None)
+    assert _ClosingHeartbeat(worker).filter(record) is kept
 
 
 def test_unreachable_scheduler_is_a_clear_error(data, monkeypatch):

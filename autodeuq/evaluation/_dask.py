@@ -176,6 +176,39 @@ class _TrialStarts(WorkerPlugin):
             self._worker.log_event(_STARTED, {"key": key, "worker": self._worker.address})
 
 
+class _ClosingHeartbeat(logging.Filter):
+    """Drop the traceback a worker logs when a heartbeat in flight meets its own closing
+    (its comms to the scheduler shut under it): the search is over and nothing is wrong
+    (dask/distributed#7105). A failed heartbeat of a running worker is still logged."""
+
+    _MESSAGE = "Failed to communicate with scheduler during heartbeat"
+
+    def __init__(self, worker):
+        super().__init__()
+        self._worker = worker
+
+    def filter(self, record):
+        from distributed.core import Status
+
+        closing = self._worker.status in (Status.closing, Status.closing_gracefully,
+                                          Status.closed)
+        return not (closing and record.getMessage().startswith(self._MESSAGE))
+
+
+class _QuietClose(WorkerPlugin):
+    """Worker plugin of the embedded cluster (whose logging is this package's to tidy, unlike
+    a user's cluster): keep the worker's harmless heartbeat traceback at shutdown off the
+    user's console (see :class:`_ClosingHeartbeat`)."""
+
+    name = "autodeuq-quiet-close"
+    idempotent = True
+
+    def setup(self, worker):
+        logger = logging.getLogger("distributed.worker")
+        if not any(isinstance(f, _ClosingHeartbeat) for f in logger.filters):
+            logger.addFilter(_ClosingHeartbeat(worker))
+
+
 def _kill_worker_process(dask_worker):
     """Kill the worker process of a nanny (run there by Client.run): it starts a new one."""
     import psutil
@@ -308,6 +341,7 @@ class DaskEvaluator(Evaluator):
         self.max_bundle = max_bundle
         self.no_workers_timeout = no_workers_timeout
         self._no_workers_since = None  # time.monotonic() since when the cluster had none
+        self._had_workers = False  # whether this start has seen a worker yet
         self._stuck = {}  # key of a cancelled trial -> (its worker, when to check it, Unix)
         self._n_workers = (0, -1.0)  # (count, when read): the scheduler is asked once a second
         self._client = None
@@ -395,6 +429,7 @@ class DaskEvaluator(Evaluator):
 
         check_trials_per_device(self.trials_per_device)  # before any cluster or connection
         threads = None
+        self._had_workers = False
         if self.scheduler is not None and isinstance(self.scheduler, Client):
             self._client = self.scheduler
         elif self.scheduler is not None:
@@ -409,6 +444,8 @@ class DaskEvaluator(Evaluator):
         try:
             self._register(TorchThreads(threads))
             self._register(_TrialStarts())
+            if self._cluster is not None:
+                self._register(_QuietClose())
             info = self._client.scheduler_info(n_workers=-1)["workers"]
             self._gpu_resource = any("GPU" in w.get("resources", {}) for w in info.values())
             # devices="cpu" never trains on a GPU, even on workers that advertise one.
@@ -506,14 +543,25 @@ class DaskEvaluator(Evaluator):
         none for ``no_workers_timeout`` seconds."""
         if self.n_workers > 0:
             if self._no_workers_since is not None:
-                logger.warning("the Dask cluster has workers again")
+                if self._had_workers:
+                    logger.warning("the Dask cluster has workers again")
+                else:
+                    logger.info("the Dask cluster's workers have joined")
             self._no_workers_since = None
+            self._had_workers = True
             return True
         now, wait = time.monotonic(), self._worker_wait()
         if self._no_workers_since is None:
             self._no_workers_since = now
-            logger.warning("the Dask cluster at %s has no worker; waiting up to %s s for one",
-                           self._address(), wait)
+            if self._had_workers:
+                logger.warning("the Dask cluster at %s has no worker; waiting up to %s s for "
+                               "one", self._address(), wait)
+            elif self._cluster is not None:  # its workers are starting: nothing to report
+                logger.info("waiting up to %s s for the embedded Dask cluster's workers to "
+                            "join", wait)
+            else:
+                logger.warning("the Dask cluster at %s has no worker yet; waiting up to %s s "
+                               "for one", self._address(), wait)
         elif now - self._no_workers_since >= wait:
             raise self._gone(now - self._no_workers_since, wait)
         return False
