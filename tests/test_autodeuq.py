@@ -410,6 +410,22 @@ def test_makespan_is_the_longest_first_schedule():
     assert makespan([2.0, 2.0], 0) == 4  # no worker counts as one
 
 
+def test_a_batch_is_expected_to_take_its_networks_cost_of_the_slowest_task_seen():
+    from autodeuq.estimators._search_base import batch_seconds
+
+    five = 1 + 4 * BATCH_COST  # a task of 5 networks costs 2.8 networks alone
+    assert batch_seconds([(5, 28.0)], 5) == pytest.approx(28.0)
+    # One network more fits where the whole task would not: a fifth of the networks, 1/2.8
+    # of the time; two, 1.45/2.8.
+    assert batch_seconds([(5, 28.0)], 1) == pytest.approx(28.0 / five)
+    assert batch_seconds([(5, 28.0)], 2) == pytest.approx(28.0 * (1 + BATCH_COST) / five)
+    # More networks than a task had: in proportion, as if none shared the pass.
+    assert batch_seconds([(2, 10.0)], 6) == pytest.approx(30.0)
+    # The slowest of the configuration's tasks, each scaled to the batch.
+    assert batch_seconds([(1, 4.0), (5, 28.0), (1, 9.0)], 1) == pytest.approx(10.0)
+    assert batch_seconds([(1, 4.0), (1, 9.0)], 1) == 9.0
+
+
 def test_failed_rescoring_selects_on_the_search_alone(regression_data, monkeypatch):
     from autodeuq.estimators import _search_base
 

@@ -20,6 +20,7 @@ from ._search_base import (
     STOP_FRACTION,
     SearchFailedError,
     SearchRegressorBase,
+    batch_seconds,
     makespan,
     recalibration_factor,
     recalibration_mode,
@@ -398,10 +399,11 @@ verbose, early_discard, security
         each round the most networks whose expected time fits before the deadline, up to
         ``max_networks`` in all. A task of ``b`` networks of a configuration is expected to
         take as long as its slowest task so far (``tasks``: ``(positions in owners,
-        seconds)`` of the refit's, then of each round's) scaled up by ``b`` over that task's
-        networks where larger, with the refit's margin of half; a configuration never timed
-        counts as the slowest one. A network that fails, diverges or lands far worse than
-        its searched one is left out.
+        seconds)`` of the refit's, then of each round's) scaled to ``b`` networks
+        (:func:`batch_seconds`: down by the batch's cost where fewer, so that one network
+        more still fits where a whole task would not; up in proportion where more), with the
+        refit's margin of half; a configuration never timed counts as the slowest one. A
+        network that fails, diverges or lands far worse than its searched one is left out.
 
         Returns
         -------
@@ -425,7 +427,7 @@ verbose, early_discard, security
         slowest = max(took.values(), key=lambda runs: max(s for _, s in runs))
 
         def expected(i, b):
-            return max(s * max(1.0, b / n) for n, s in took.get(i, slowest))
+            return batch_seconds(took.get(i, slowest), b)
 
         counts = np.bincount(owners, minlength=len(selected))
         slots = max(1, evaluator.n_workers)

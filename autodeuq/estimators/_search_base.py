@@ -109,6 +109,21 @@ def makespan(seconds, slots):
 BATCH_COST = 0.45
 
 
+def batch_seconds(tasks, b):
+    """Expected seconds of a task of ``b`` networks of a configuration whose earlier tasks
+    were ``tasks``, ``(networks, seconds)`` pairs: the longest of them, each scaled to ``b``
+    networks. A smaller batch takes less by :data:`BATCH_COST` (a task of 5 networks as
+    2.8 networks alone, 1 network as 1/2.8 of it); a larger one is scaled up linearly, as
+    if no network shared the pass (a longer task risks the deadline, a shorter estimate
+    only a network more)."""
+    def scaled(n, seconds):
+        if b > n:
+            return seconds * b / n
+        return seconds * (1 + BATCH_COST * (b - 1)) / (1 + BATCH_COST * (n - 1))
+
+    return max(scaled(n, seconds) for n, seconds in tasks)
+
+
 def refits_seconds(seconds, keys, slots):
     """Expected wall time of refits each lasting ``seconds`` alone, of the configurations
     ``keys`` (one per network), trained as :func:`run_refits` trains them: a configuration's
