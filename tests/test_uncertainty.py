@@ -556,32 +556,27 @@ def test_calibrated_intervals_hold_their_coverage_where_the_model_is_wrong(what,
         assert abs(raw - 0.9) > 0.09
 
 
-def test_calibrated_levels_hold_coverage_on_average_over_held_out_draws():
-    # Split conformal's guarantee: a calibrated model's PITs are uniform; with n = 19 the
-    # interval runs from the 1st to the 19th smallest, which a new value falls between with
-    # probability 18 / 20 = 0.9 exactly.
-    rng = np.random.default_rng(1)
+@pytest.mark.parametrize(("n", "expected"), [(19, 18 / 20), (56, 52 / 57)])
+def test_calibrated_levels_hold_coverage_on_average_over_held_out_draws(n, expected):
+    # Split conformal's guarantee: a calibrated model's PITs are uniform, and a new value
+    # falls between the l-th and h-th smallest of n with probability (h - l) / (n + 1).
+    # n = 19: the 1st to the 19th, 0.9 exactly. n = 56 (UCI yacht's validation part): 52 of
+    # the 57 places reach 0.9, the 5 left out split 2 below and 3 above (rounding each tail
+    # on its own kept 53, 0.930).
+    rng = np.random.default_rng(n)
     inside = []
     for _ in range(20_000):
-        lower, upper = calibrated_levels(rng.uniform(size=19), 0.9)
+        lower, upper = calibrated_levels(rng.uniform(size=n), 0.9)
         new = rng.uniform()
         inside.append(lower <= new <= upper)
-    assert np.mean(inside) == pytest.approx(0.9, abs=0.006)
+    assert np.mean(inside) == pytest.approx(expected, abs=0.006)
 
 
 def test_calibrated_levels_leave_out_as_many_ranks_as_the_guarantee_allows():
-    # n = 56 (UCI yacht's validation part): 52 of the 57 places a new value can take among
-    # them reach 0.9; the 5 left out are split 2 below, 3 above. Rounding each tail on its
-    # own kept 53 (0.930).
     pits = np.arange(1, 57) / 57
     assert calibrated_levels(pits, 0.9) == pytest.approx((2 / 57, 54 / 57))
-    rng = np.random.default_rng(3)
-    inside = []
-    for _ in range(20_000):
-        lower, upper = calibrated_levels(rng.uniform(size=56), 0.9)
-        new = rng.uniform()
-        inside.append(lower <= new <= upper)
-    assert np.mean(inside) == pytest.approx(52 / 57, abs=0.006)
+    pits = np.arange(1, 20) / 20
+    assert calibrated_levels(pits, 0.9) == pytest.approx((1 / 20, 19 / 20))
 
 
 def test_calibrated_levels_are_nested_and_open_where_the_sample_is_too_small():
