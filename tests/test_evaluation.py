@@ -502,6 +502,12 @@ def test_killed_worker_trial_succeeds_on_retry(client, data):
     _wait_for_workers(client, 2)
 
 
+def _worker_log_filters(client):
+    """Each worker's filters on distributed's worker logger, by class name."""
+    return client.run(lambda: [type(f).__name__
+                               for f in logging.getLogger("distributed.worker").filters])
+
+
 def test_embedded_cluster_is_started_and_closed(data):
     from autodeuq.evaluation import DaskEvaluator
 
@@ -513,8 +519,7 @@ def test_embedded_cluster_is_started_and_closed(data):
         assert cluster.scheduler_address.startswith("tcp://127.0.0.1:")  # loopback only
         results = run_search(ListSearch([NET]), evaluator, np.random.SeedSequence(0),
                              max_evals=2)
-        filters = evaluator._client.run(lambda: [type(f).__name__ for f in logging.getLogger(
-            "distributed.worker").filters])
+        filters = _worker_log_filters(evaluator._client)
     assert [r.status for r in results] == ["success", "success"]
     # Its workers keep Dask's harmless heartbeat traceback at shutdown to themselves.
     assert list(filters.values()) == [["_ClosingHeartbeat"]]
@@ -534,8 +539,7 @@ def test_external_scheduler(external_cluster, data, how):
         evaluator_workers = list(evaluator._client.scheduler_info(n_workers=-1)["workers"])
         results = run_search(ListSearch([NET]), evaluator, np.random.SeedSequence(0),
                              max_evals=4)
-        filters = evaluator._client.run(lambda: [type(f).__name__ for f in logging.getLogger(
-            "distributed.worker").filters])
+        filters = _worker_log_filters(evaluator._client)
     assert sorted(r.trial_id for r in results) == [0, 1, 2, 3]
     assert all(r.status == "success" for r in results)
     assert {r.worker for r in results} <= set(evaluator_workers)

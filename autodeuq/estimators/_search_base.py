@@ -109,6 +109,12 @@ def makespan(seconds, slots):
 BATCH_COST = 0.45
 
 
+def batch_cost(b):
+    """A task of ``b`` networks trained together, in networks trained alone
+    (:data:`BATCH_COST`)."""
+    return 1 + BATCH_COST * (b - 1)
+
+
 def batch_seconds(tasks, b):
     """Expected seconds of a task of ``b`` networks of a configuration whose earlier tasks
     were ``tasks``, ``(networks, seconds)`` pairs: the longest of them, each scaled to ``b``
@@ -119,7 +125,7 @@ def batch_seconds(tasks, b):
     def scaled(n, seconds):
         if b > n:
             return seconds * b / n
-        return seconds * (1 + BATCH_COST * (b - 1)) / (1 + BATCH_COST * (n - 1))
+        return seconds * batch_cost(b) / batch_cost(n)
 
     return max(scaled(n, seconds) for n, seconds in tasks)
 
@@ -130,7 +136,7 @@ def refits_seconds(seconds, keys, slots):
     networks together (grouped as :func:`refit_tasks` groups them, each task as its slowest
     network times the batch's :data:`BATCH_COST`), on ``slots`` workers, longest first
     (:func:`makespan`)."""
-    return makespan([max(seconds[i] for i in task) * (1 + BATCH_COST * (len(task) - 1))
+    return makespan([max(seconds[i] for i in task) * batch_cost(len(task))
                      for task in batch_tasks(keys, slots)], slots)
 
 

@@ -203,10 +203,8 @@ class _QuietClose(WorkerPlugin):
     name = "autodeuq-quiet-close"
     idempotent = True
 
-    def setup(self, worker):
-        logger = logging.getLogger("distributed.worker")
-        if not any(isinstance(f, _ClosingHeartbeat) for f in logger.filters):
-            logger.addFilter(_ClosingHeartbeat(worker))
+    def setup(self, worker):  # once per worker process (idempotent: never registered twice)
+        logging.getLogger("distributed.worker").addFilter(_ClosingHeartbeat(worker))
 
 
 def _kill_worker_process(dask_worker):

@@ -117,7 +117,7 @@ def calibrated_levels(pits, coverage=0.9):
     n = pits.size
     # 1-based ranks (0 and n + 1: beyond the sample); the slack keeps an exact product such
     # as 20 * 0.9 from rounding to the wrong side (18.000000000000004 is 18).
-    inside = min(n + 1, math.ceil((n + 1) * coverage - 1e-9))
+    inside = math.ceil((n + 1) * coverage - 1e-9)  # at most n + 1: coverage < 1
     low = (n + 1 - inside) // 2
     high = low + inside
     lower = pits[low - 1] if low >= 1 else 0.0
