@@ -30,7 +30,7 @@ def test_memory_benchmark(tmp_path, capsys):
 def test_memory_benchmark_python_objects(tmp_path, capsys):
     out = tmp_path / "memory.json"
     load("benchmarks/bench_memory.py").main(
-        ["--evals", "6", "--rows", "300", "--variants", "bounded", "--python-objects",
+        ["--evals", "6", "--rows", "5000", "--variants", "bounded", "--python-objects",
          "--json", str(out)])
     table = capsys.readouterr().out
     assert "Python objects' growth in bounded, kB a candidate from 3 to 6" in table
