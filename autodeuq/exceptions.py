@@ -10,6 +10,7 @@ from sklearn.exceptions import NotFittedError as _SklearnNotFittedError
 
 __all__ = [
     "AutoDEUQError",
+    "ClusterStartError",
     "ConfigError",
     "NotFittedError",
     "PersistenceError",
@@ -22,6 +23,15 @@ __all__ = [
 
 class AutoDEUQError(Exception):
     """Root of every exception autodeuq raises on purpose."""
+
+
+class ClusterStartError(AutoDEUQError, RuntimeError):
+    """The embedded Dask cluster's worker processes could not start.
+
+    The usual cause is a script that calls ``fit`` without an ``if __name__ == "__main__":``
+    guard: each worker process imports the main module first, and would run the script (and
+    start a cluster of its own) again. The message says so, and the other ways out.
+    """
 
 
 class ConfigError(AutoDEUQError, ValueError):

@@ -4,6 +4,8 @@ import json
 import logging
 import os
 import signal
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
 
@@ -585,6 +587,76 @@ def test_only_a_closing_workers_heartbeat_traceback_is_dropped(status, message, 
     record = logging.LogRecord("distributed.worker", logging.ERROR, __file__, 1, message, (),
                                None)
     assert _ClosingHeartbeat(worker).filter(record) is kept
+
+
+UNGUARDED = """
+import numpy as np
+from autodeuq import NASRegressor
+
+X = np.random.default_rng(0).normal(size=(60, 2))
+NASRegressor(max_evals=1, refit=False, n_jobs=2).fit(X, X[:, 0])
+print("fitted")
+"""
+
+
+def test_a_script_without_a_main_guard_is_told_to_add_one(tmp_path):
+    # A real script run as users run theirs: its embedded cluster's workers import it first.
+    script = tmp_path / "unguarded.py"
+    script.write_text(UNGUARDED)
+    run = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=240)
+    assert run.returncode != 0
+    assert "fitted" not in run.stdout
+    # Each worker says why it stopped (before training anything), then the script's own fit.
+    worker = ("ClusterStartError: fit was called while a worker process of the embedded Dask "
+              f"cluster imported the main module {str(script)!r}")
+    assert worker in run.stderr
+    last = run.stderr.strip().splitlines()[-1]
+    assert last.startswith("autodeuq.exceptions.ClusterStartError: scheduler=None: the "
+                           "embedded Dask cluster's worker processes failed to start")
+    assert f"When fit runs from a script ({str(script)!r})" in last
+    assert 'must be under `if __name__ == "__main__":`' in last
+    assert "backend='serial'" in last
+
+
+def test_a_cluster_that_fails_to_start_names_the_ways_out(data, monkeypatch):
+    import distributed
+
+    from autodeuq.evaluation import DaskEvaluator
+    from autodeuq.exceptions import ClusterStartError
+
+    def fails(*args, **kwargs):
+        raise RuntimeError("Nanny failed to start.")
+
+    monkeypatch.setattr(distributed, "LocalCluster", fails)
+    # In a notebook the main module has no file: no word of a script's guard.
+    monkeypatch.setitem(sys.modules, "__main__", type(sys)("__main__"))
+    with pytest.raises(ClusterStartError) as info:
+        DaskEvaluator(n_workers=1).start(data)
+    assert str(info.value) == (
+        "scheduler=None: the embedded Dask cluster's worker processes failed to start (Nanny "
+        "failed to start.). Else pass backend='serial' to train in this process, or "
+        "scheduler= a running cluster's address.")
+    assert isinstance(info.value.__cause__, RuntimeError)
+
+
+def test_no_cluster_is_started_while_a_worker_imports_the_main_module(data, monkeypatch):
+    import multiprocessing
+
+    import distributed
+
+    from autodeuq.evaluation import DaskEvaluator
+    from autodeuq.exceptions import ClusterStartError
+
+    started = []
+    monkeypatch.setattr(distributed, "LocalCluster", lambda *a, **k: started.append(1))
+    monkeypatch.setattr(multiprocessing.current_process(), "_inheriting", True, raising=False)
+    script = type(sys)("__mp_main__")
+    script.__file__ = "/home/me/run.py"
+    monkeypatch.setitem(sys.modules, "__mp_main__", script)
+    with pytest.raises(ClusterStartError, match=r"imported the main module '/home/me/run\.py'"):
+        DaskEvaluator(n_workers=1).start(data)
+    assert started == []
 
 
 def test_unreachable_scheduler_is_a_clear_error(data, monkeypatch):

@@ -8,12 +8,15 @@ GPU with ``CUDA_VISIBLE_DEVICES`` pinned (``trials_per_device`` per GPU to pack 
 A client or cluster the user made is used and never closed.
 """
 
+import contextlib
 import functools
 import itertools
 import logging
 import math
+import multiprocessing
 import os
 import statistics
+import sys
 import threading
 import time
 import uuid
@@ -22,7 +25,7 @@ from collections import deque
 from distributed.diagnostics.plugin import WorkerPlugin
 
 from .._checks import check_trials_per_device
-from ..exceptions import SchedulerConnectionError
+from ..exceptions import ClusterStartError, SchedulerConnectionError
 from ._base import Evaluator
 from ._result import TrialResult
 from ._train import train_candidate
@@ -35,6 +38,8 @@ logger = logging.getLogger(__name__)
 # threading backend) starting theirs at once raced in distributed's lazy imports ("module
 # 'distributed.dashboard' has no attribute 'scheduler'"). Each still gets its own ports.
 _START_LOCK = threading.Lock()
+
+_MAIN_GUARD = 'if __name__ == "__main__":'
 
 # Seconds past a trial's own time limit before the evaluator gives up on it (an epoch in
 # progress finishes before the in-trial limit is checked).
@@ -134,6 +139,48 @@ def _warm_up_torch():
     optimizer = torch.optim.Adam(module.parameters(), fused=True)
     module(torch.zeros(1, 2)).sum().backward()
     optimizer.step()
+
+
+
+def _main_script():
+    """The main module's file when Python runs a script (None in a notebook or a shell)."""
+    return getattr(sys.modules.get("__main__"), "__file__", None)
+
+
+def _importing_script():
+    """The script a spawned process is importing as ``__mp_main__`` (multiprocessing's name
+    for the parent's main module in a child), else the main module's file."""
+    return getattr(sys.modules.get("__mp_main__"), "__file__", None) or _main_script()
+
+
+def _check_not_importing_main():
+    """Refuse to start an embedded cluster from a worker process still importing the main
+    module: the script calls ``fit`` outside a main guard, and every worker would run it (and
+    start a cluster) again. Said here, in the worker, before any work; the parent hears it as
+    its workers failing to start (:func:`_cluster_start_errors`)."""
+    # multiprocessing's own test for this (spawn.py, _check_not_importing_main).
+    if getattr(multiprocessing.current_process(), "_inheriting", False):
+        raise ClusterStartError(
+            f"fit was called while a worker process of the embedded Dask cluster imported "
+            f"the main module {_importing_script()!r}: the script calls fit outside an "
+            f"`{_MAIN_GUARD}` guard, so each worker process runs it again. Put the code that "
+            f"calls fit under `{_MAIN_GUARD}`, or pass backend='serial'.")
+
+
+@contextlib.contextmanager
+def _cluster_start_errors():
+    """Say why an embedded cluster's workers may have failed to start, and the ways out."""
+    try:
+        yield
+    except RuntimeError as exc:  # distributed's "Nanny failed to start."
+        script = _main_script()
+        guard = (f" When fit runs from a script ({script!r}), each worker process imports it "
+                 f"first: the code that calls fit must be under `{_MAIN_GUARD}` (the error "
+                 f"each worker printed above says so if that is the cause)." if script else "")
+        raise ClusterStartError(
+            f"scheduler=None: the embedded Dask cluster's worker processes failed to start "
+            f"({exc}).{guard} Else pass backend='serial' to train in this process, or "
+            "scheduler= a running cluster's address.") from exc
 
 
 class TorchThreads(WorkerPlugin):
@@ -381,8 +428,10 @@ class DaskEvaluator(Evaluator):
         tls = self.security is not None and self.security.require_encryption
         secure = {} if self.security is None else {
             "security": self.security, "protocol": "tls://" if tls else "tcp://"}
-        with _START_LOCK, dask.config.set({"distributed.scheduler.allowed-failures": 0,
-                              "distributed.scheduler.worker-saturation": saturation}):
+        _check_not_importing_main()
+        with (_START_LOCK, _cluster_start_errors(),
+              dask.config.set({"distributed.scheduler.allowed-failures": 0,
+                               "distributed.scheduler.worker-saturation": saturation})):
             if gpus:
                 workers = _gpu_worker_specs(gpus, self.trials_per_device, **secure)
                 scheduler = {"cls": Scheduler, "options": {
