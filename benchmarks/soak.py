@@ -87,7 +87,9 @@ class Killer(threading.Thread):
 
     def _kill_one(self):
         # Only workers that are up (not one its nanny is still starting), busy ones first.
-        info = self.client.scheduler_info(n_workers=-1)["workers"]
+        from autodeuq.evaluation._dask import scheduler_workers
+
+        info = scheduler_workers(self.client)
         workers = sorted(w for w, about in info.items() if about.get("status") == "running")
         busy = sorted(w for w, keys in self.client.processing().items() if keys)
         candidates = [w for w in busy if w in workers] or workers

@@ -19,6 +19,8 @@ import numpy as np
 import pytest
 from conftest import ROOT, load
 
+from autodeuq.evaluation._dask import scheduler_workers
+
 RECIPE = ROOT / "examples" / "alcf"
 BASH = shutil.which("bash")
 pytestmark = pytest.mark.skipif(BASH is None, reason="the recipe's scripts are bash scripts")
@@ -62,7 +64,7 @@ def recipe_cluster(tmp_path_factory):
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         with distributed.Client(scheduler_file=str(scheduler_file), timeout="60s") as client:
             client.wait_for_workers(2, timeout=120)
-            workers = client.scheduler_info(n_workers=-1)["workers"]
+            workers = scheduler_workers(client)
         yield scheduler_file, local_root, workers
     finally:
         for proc in reversed(procs):
@@ -118,7 +120,7 @@ def test_driver_fits_on_the_recipe_cluster_and_saves(recipe_cluster, tmp_path, c
     assert "2 workers joined" in capsys.readouterr().out
     # The job's cluster is left running for whatever comes next.
     with Client(scheduler_file=str(scheduler_file)) as client:
-        assert len(client.scheduler_info(n_workers=-1)["workers"]) == 2
+        assert len(scheduler_workers(client)) == 2
 
 
 # Stand-ins for what only Polaris has: mpiexec runs its command once per rank on this machine,

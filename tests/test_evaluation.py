@@ -2,6 +2,7 @@
 
 import json
 import logging
+import math
 import os
 import signal
 import subprocess
@@ -23,6 +24,7 @@ from autodeuq.evaluation import (
     train_candidate,
     trial_seed,
 )
+from autodeuq.evaluation._dask import scheduler_workers
 
 distributed = pytest.importorskip("distributed")
 
@@ -538,7 +540,7 @@ def test_external_scheduler(external_cluster, data, how):
     with evaluator:
         evaluator.start(data)
         assert evaluator.n_workers == 2
-        evaluator_workers = list(evaluator._client.scheduler_info(n_workers=-1)["workers"])
+        evaluator_workers = list(scheduler_workers(evaluator._client))
         results = run_search(ListSearch([NET]), evaluator, np.random.SeedSequence(0),
                              max_evals=4)
         filters = _worker_log_filters(evaluator._client)
@@ -546,6 +548,31 @@ def test_external_scheduler(external_cluster, data, how):
     assert all(r.status == "success" for r in results)
     assert {r.worker for r in results} <= set(evaluator_workers)
     assert all(f == [] for f in filters.values())  # a user's cluster logs as it was set up
+
+
+def _every_millisecond(callback):
+    callback.stop()  # a new period applies from its next start
+    callback.callback_time = 1
+    callback.start()
+
+
+def test_busy_workers_are_always_counted(data):
+    from autodeuq.evaluation import DaskEvaluator
+
+    evaluator = DaskEvaluator(n_workers=2)
+    with evaluator:
+        evaluator.start(data)
+        # distributed's client refreshes a cached record of its cluster, holding no worker,
+        # every few seconds (the scheduler sets how often); here every millisecond, so that a
+        # count read from that cache would race with it.
+        refresh = evaluator._client._periodic_callbacks["scheduler-info"]
+        evaluator._client.loop.add_callback(_every_millisecond, refresh)
+        time.sleep(0.1)
+        counts = []
+        for _ in range(1000):
+            evaluator._n_workers = (0, -math.inf)  # ask again each time
+            counts.append(evaluator.n_workers)
+    assert set(counts) == {2}
 
 
 @pytest.mark.parametrize("embedded", [True, False])
@@ -682,8 +709,7 @@ def test_one_worker_per_gpu_with_its_device_pinned(data):
         evaluator.start(data)
         client = evaluator._client
         seen = client.run(lambda: os.environ.get("CUDA_VISIBLE_DEVICES"))
-        resources = [w["resources"] for w in client.scheduler_info(n_workers=-1)["workers"]
-                     .values()]
+        resources = [w["resources"] for w in scheduler_workers(client).values()]
         assert sorted(seen.values()) == ["3", "MIG-4f2c-example"]
         assert resources == [{"GPU": 1}, {"GPU": 1}]
         assert evaluator.n_workers == 2

@@ -82,8 +82,22 @@ def _gpu_share(trials_per_device):
     return (1.0 - _GPU_SHARE_MARGIN) / trials_per_device
 
 
+def scheduler_workers(client):
+    """The scheduler's record of each of ``client``'s workers (address: status, threads,
+    resources, ...), asked of the scheduler itself.
+
+    Not ``Client.scheduler_info(n_workers=-1)``: that fetches every worker into a cache the
+    client's own periodic refresh overwrites every 2 s with a record of none (it asks for
+    ``n_workers=0``), and reads the cache back after the fetch; a refresh landing in between
+    returns no workers at all (8 reads in 1,000 with the refresh every 5 ms). A search then
+    said "the Dask cluster ... has no worker" with both workers busy, and "has workers
+    again" a second later.
+    """
+    return client.sync(client.scheduler.identity, n_workers=-1)["workers"]
+
+
 def _gpu_slots(worker, trials_per_device):
-    """Trials a worker (an entry of ``scheduler_info()["workers"]``) runs at once on its GPU
+    """Trials a worker (an entry of :func:`scheduler_workers`) runs at once on its GPU
     resource: as many shares as its ``GPU`` holds, at most its threads (Dask runs one task
     per thread)."""
     shares = math.floor(worker.get("resources", {}).get("GPU", 0) * trials_per_device + 1e-9)
@@ -493,7 +507,7 @@ class DaskEvaluator(Evaluator):
             self._register(_TrialStarts())
             if self._cluster is not None:
                 self._register(_QuietClose())
-            info = self._client.scheduler_info(n_workers=-1)["workers"]
+            info = scheduler_workers(self._client)
             self._gpu_resource = any("GPU" in w.get("resources", {}) for w in info.values())
             # devices="cpu" never trains on a GPU, even on workers that advertise one.
             cpu_only = isinstance(self.devices, str) and self.devices == "cpu"
@@ -643,7 +657,7 @@ class DaskEvaluator(Evaluator):
         count, when = self._n_workers
         if time.monotonic() - when > 1.0:
             # Workers starting (or closing) take no trial yet: not counted.
-            workers = [w for w in self._client.scheduler_info(n_workers=-1)["workers"].values()
+            workers = [w for w in scheduler_workers(self._client).values()
                        if w.get("status", "running") in ("running", "paused")]
             if self._gpu_resource:  # trial slots: fractions of GPUs, shared by threads
                 count = sum(_gpu_slots(w, self.trials_per_device) for w in workers)
