@@ -87,9 +87,10 @@ def scheduler_workers(client):
     resources, ...), asked of the scheduler itself.
 
     Not ``Client.scheduler_info(n_workers=-1)``: that fetches every worker into a cache the
-    client's own periodic refresh overwrites every 2 s with a record of none (it asks for
-    ``n_workers=0``), and reads the cache back after the fetch; a refresh landing in between
-    returns no workers at all (8 reads in 1,000 with the refresh every 5 ms). A search then
+    client's own periodic refresh overwrites every few seconds (2 by default; the scheduler
+    may change it) with a record of none (it asks for ``n_workers=0``), and reads the cache
+    back after the fetch; a refresh landing in between returns no workers at all (8 reads
+    in 1,000 with the refresh every 5 ms). A search then
     said "the Dask cluster ... has no worker" with both workers busy, and "has workers
     again" a second later.
     """
@@ -153,7 +154,6 @@ def _warm_up_torch():
     optimizer = torch.optim.Adam(module.parameters(), fused=True)
     module(torch.zeros(1, 2)).sum().backward()
     optimizer.step()
-
 
 
 def _main_script():
