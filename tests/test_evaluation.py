@@ -556,7 +556,7 @@ def _every_millisecond(callback):
     callback.start()
 
 
-def test_busy_workers_are_always_counted(data):
+def test_every_worker_is_counted_at_every_read(data):
     from autodeuq.evaluation import DaskEvaluator
 
     evaluator = DaskEvaluator(n_workers=2)
