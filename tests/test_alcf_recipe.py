@@ -19,8 +19,6 @@ import numpy as np
 import pytest
 from conftest import ROOT, load
 
-from autodeuq.evaluation._dask import scheduler_workers
-
 RECIPE = ROOT / "examples" / "alcf"
 BASH = shutil.which("bash")
 pytestmark = pytest.mark.skipif(BASH is None, reason="the recipe's scripts are bash scripts")
@@ -44,6 +42,9 @@ def recipe_cluster(tmp_path_factory):
     """A scheduler and two workers, as the job script starts them; yields the scheduler file,
     the workers' local root and their addresses."""
     distributed = pytest.importorskip("distributed")
+
+    from autodeuq.evaluation._dask import scheduler_workers
+
     folder = tmp_path_factory.mktemp("alcf")
     scheduler_file, local_root = folder / "scheduler.json", folder / "local"
     bin_dir = str(Path(sys.executable).parent)  # where `dask` is, as the venv puts it on PATH
@@ -103,6 +104,7 @@ def test_driver_fits_on_the_recipe_cluster_and_saves(recipe_cluster, tmp_path, c
     from distributed import Client
 
     import autodeuq
+    from autodeuq.evaluation._dask import scheduler_workers
 
     scheduler_file, _, workers = recipe_cluster
     out = tmp_path / "model.autodeuq"

@@ -24,7 +24,6 @@ from autodeuq.evaluation import (
     train_candidate,
     trial_seed,
 )
-from autodeuq.evaluation._dask import scheduler_workers
 
 distributed = pytest.importorskip("distributed")
 
@@ -534,6 +533,7 @@ def test_embedded_cluster_is_started_and_closed(data):
 @pytest.mark.parametrize("how", ["address", "scheduler_file"])
 def test_external_scheduler(external_cluster, data, how):
     from autodeuq.evaluation import DaskEvaluator
+    from autodeuq.evaluation._dask import scheduler_workers
 
     address, scheduler_file = external_cluster
     evaluator = DaskEvaluator(scheduler=address if how == "address" else str(scheduler_file))
@@ -705,6 +705,7 @@ def test_trial_result_rejects_unknown_status():
 def test_one_worker_per_gpu_with_its_device_pinned(data):
     """The GPU layout, checked without GPUs: each worker sees only its own device."""
     from autodeuq.evaluation import DaskEvaluator
+    from autodeuq.evaluation._dask import scheduler_workers
 
     evaluator = DaskEvaluator(devices=["MIG-4f2c-example", "cuda:3"])
     with evaluator:

@@ -90,9 +90,8 @@ def scheduler_workers(client):
     client's own periodic refresh overwrites every few seconds (2 by default; the scheduler
     may change it) with a record of none (it asks for ``n_workers=0``), and reads the cache
     back after the fetch; a refresh landing in between returns no workers at all (8 reads
-    in 1,000 with the refresh every 5 ms). A search then
-    said "the Dask cluster ... has no worker" with both workers busy, and "has workers
-    again" a second later.
+    in 1,000 with the refresh every 5 ms). A search then said "the Dask cluster ... has no
+    worker" with both workers busy, and "has workers again" a second later.
     """
     return client.sync(client.scheduler.identity, n_workers=-1)["workers"]
 
