@@ -314,9 +314,10 @@ def test_constant_feature_works(data, kind):
 
 
 @pytest.mark.parametrize("kind", ALL)
-def test_constant_target_gives_a_working_model(data, kind):
+@pytest.mark.parametrize("value", [3.0, 0.0])
+def test_constant_target_gives_a_working_model(data, kind, value):
     X, _ = data
-    y = np.full(len(X), 3.0)  # standardized with a unit scale: no division by zero
+    y = np.full(len(X), value)  # standardized with a unit scale: no division by zero
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
         warnings.simplefilter("ignore", UserWarning)
@@ -325,7 +326,49 @@ def test_constant_target_gives_a_working_model(data, kind):
     assert np.isfinite(mean).all()
     assert np.isfinite(std).all()
     assert (std > 0).all()
-    assert np.abs(mean - 3.0).max() < 2.0  # near the constant, in its units
+    assert np.abs(mean - value).max() < 2.0  # near the constant, in its units
+
+
+@pytest.mark.parametrize("kind", ALL)
+@pytest.mark.parametrize("factor", [1e-13, 1e-40, 1e40])
+def test_a_target_in_small_or_large_units_keeps_its_scale(data, kind, factor):
+    # The same data in other units (metres at 1e-13 were once taken for a constant target
+    # and predicted 1e10 of its spreads off): the same model, in the new units.
+    X, y = data
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        base = make(kind).fit(X, y).predict_uncertainty(X)
+        scaled = make(kind).fit(X, y * factor).predict_uncertainty(X)
+    for part, part_scaled in zip(base, scaled, strict=True):
+        np.testing.assert_allclose(part_scaled / factor, part, rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("kind", ALL)
+def test_numbers_written_as_text_in_y_are_numbers(data, kind):
+    # As scikit-learn reads such an X, or an object y (numpy's string y used to fail in the
+    # target's scaling with a TypeError about add.reduce).
+    X, y = data
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        expected = make(kind).fit(X, y).predict(X)
+        for text in (y.astype(str), y.astype(str).tolist(), y.astype(bytes)):
+            np.testing.assert_array_equal(make(kind).fit(X, text).predict(X), expected)
+
+
+@pytest.mark.usefixtures("no_work")
+@pytest.mark.parametrize("kind", ALL)
+@pytest.mark.parametrize(("name", "factor", "parts"), [
+    ("X", 1e300, ["X must have every |value| <= 1e+150", "magnitude", "divide it by 1e+300"]),
+    ("y", 1e300, ["y must have every |value| <= 1e+150", "multiply the predictions back"]),
+    ("y", 1e-300, ["y must have its largest |value| >= 1e-150", "multiply it by 1e+300"]),
+])
+def test_values_whose_square_leaves_float64(data, kind, name, factor, parts):
+    # Refused before training: their variance overflows (or underflows), and training used
+    # to diverge with advice to standardize the inputs, which the estimators already do.
+    X, y = data
+    X, y = (X * factor, y) if name == "X" else (X, y * factor)
+    message = str(refused(make(kind), X, y, ValueError, *parts))
+    assert has_fix(message)
 
 
 @pytest.mark.usefixtures("no_work")

@@ -1,5 +1,6 @@
 """What every autodeuq regressor shares: the uncertainty API, seeds and input checks."""
 
+import math
 import numbers
 
 import numpy as np
@@ -21,6 +22,9 @@ __all__ = [
     "target_scaling",
     "validate_data",
 ]
+
+# The largest |value| in X or y: its square (a variance) stays finite in float64.
+_LARGEST = 1e150
 
 # How to fix the input, added to scikit-learn's messages that say only what is wrong.
 _DATA_FIXES = (
@@ -65,10 +69,15 @@ def holdout_split(n, n_valid, sequence):
 
 
 def target_scaling(y_train):
-    """``(mean, scale)`` standardizing the target; scale 1 for a constant target."""
+    """``(mean, scale)`` standardizing the target; scale 1 for a constant target.
+
+    Constant means no spread beyond the rounding of the values themselves (relative to the
+    mean, not to 1): a target in small units, such as metres at the scale of 1e-13, keeps its
+    own scale.
+    """
     mean = float(np.mean(y_train))
     scale = float(np.std(y_train))
-    if not np.isfinite(scale) or scale <= 1e-12 * max(1.0, abs(mean)):
+    if not np.isfinite(scale) or scale == 0.0 or scale <= 1e-12 * abs(mean):
         scale = 1.0
     return mean, scale
 
@@ -144,18 +153,62 @@ def validate_data(estimator, X="no_validation", y="no_validation", **kwargs):
     own ``ValueError`` messages that say only what is wrong (infinite values, dimensions,
     empty input, mismatched lengths) get a sentence on how to fix the input.
     """
-    if not kwargs.get("skip_check_array", False):
+    checked = not kwargs.get("skip_check_array", False)
+    if checked:
         for name, values in (("X", X), ("y", y)):
             if not (isinstance(values, str) and values == "no_validation"):
                 _check_numeric(name, values)
+        if kwargs.get("y_numeric", False) and _is_text(y):
+            # Numbers written as text ("1.5"): scikit-learn converts such an X, and an object
+            # y, but hands a numpy string y on as text, which fails later in arithmetic.
+            y = np.asarray(y, dtype=np.float64)
     try:
-        return _sk_validate_data(estimator, X, y, **kwargs)
+        validated = _sk_validate_data(estimator, X, y, **kwargs)
     except ValueError as exc:
         fix = next((fix for pattern, fix in _DATA_FIXES if pattern in str(exc)), None)
         if fix is None or type(exc) is not ValueError:
             raise
         message = str(exc).rstrip()
         raise ValueError(f"{message}{'' if message.endswith('.') else '.'} {fix}") from None
+    if checked and kwargs.get("reset", True):  # fitting: the data the scalings are fitted on
+        arrays = validated if isinstance(validated, tuple) else (validated,)
+        for name, values in zip(("X", "y"), arrays, strict=False):
+            _check_magnitude(name, values)
+    return validated
+
+
+def _is_text(values):
+    """Whether ``values`` is a numpy array (or a list becoming one) of strings or bytes."""
+    framed = hasattr(values, "dtype") and not isinstance(values, np.ndarray)
+    if isinstance(values, str) or framed:
+        return False  # a Series: scikit-learn converts its object values
+    try:
+        return np.asarray(values).dtype.kind in "US"
+    except (TypeError, ValueError):
+        return False
+
+
+def _check_magnitude(name, values):
+    """Refuse values whose square overflows float64 (the scalings' variances, and the
+    predicted variances in the units of y squared, would be infinite, and training diverge),
+    and a y so small that its variance underflows to zero."""
+    if scipy.sparse.issparse(values):
+        values = values.data
+    values = np.asarray(values)
+    if values.dtype.kind != "f" or values.size == 0:
+        return
+    largest = float(np.max(np.abs(values)))
+    if name == "y" and 0.0 < largest < 1.0 / _LARGEST:
+        raise ValueError(f"y must have its largest |value| >= {1.0 / _LARGEST:.0e} unless it is "
+                         f"all zeros (its variance must not underflow float64); got "
+                         f"{largest:.3g}. Rescale y, e.g. multiply it by "
+                         f"{10.0 ** -math.floor(math.log10(largest)):.0e} and divide the "
+                         "predictions back.")
+    if largest > _LARGEST:
+        raise ValueError(f"{name} must have every |value| <= {_LARGEST:.0e} (its square must fit "
+                         f"in float64); got a value of magnitude {largest:.3g}. Rescale "
+                         f"{name}, e.g. divide it by {10.0 ** math.floor(math.log10(largest)):.0e}"
+                         + (" and multiply the predictions back." if name == "y" else "."))
 
 
 class UncertaintyRegressorMixin:
