@@ -157,6 +157,36 @@ def test_nan_or_inf_in_y(data, kind, value):
             "np.isfinite(y)")
 
 
+def _with_a_missing_value(values, missing, row=5):
+    """``values`` as a Series of objects, the one at ``row`` ``missing``."""
+    return pd.Series([*values[:row], missing, *values[row + 1:]], dtype=object)
+
+
+@pytest.mark.usefixtures("no_work")
+@pytest.mark.parametrize("kind", ALL)
+@pytest.mark.parametrize("form", ["list", "objects", "Series"])
+@pytest.mark.parametrize("missing", [None, pd.NA])
+def test_a_missing_target_among_objects(data, kind, form, missing):
+    # A None in an object y slipped past scikit-learn's check (it became NaN after it, and
+    # training "diverged"); a pd.NA was called text to encode.
+    X, y = data
+    series = _with_a_missing_value(y, missing)
+    y = {"list": series.tolist(), "objects": series.to_numpy(), "Series": series}[form]
+    refused(make(kind), X, y, ValueError, "Input y contains NaN", "Drop the rows")
+
+
+@pytest.mark.usefixtures("no_work")
+@pytest.mark.parametrize("kind", ALL)
+@pytest.mark.parametrize("dtype", [object, "string"])
+@pytest.mark.parametrize("missing", [None, pd.NA])
+def test_a_missing_value_in_an_object_or_string_column(data, kind, dtype, missing):
+    X, y = data
+    frame = pd.DataFrame(X, columns=["a", "b", "c"])
+    frame["c"] = pd.array([*frame["c"].astype(str)[:5], missing, *frame["c"].astype(str)[6:]],
+                          dtype=dtype)
+    refused(make(kind), frame, y, ValueError, "Input X contains NaN", "imputer")
+
+
 @pytest.mark.usefixtures("no_work")
 @pytest.mark.parametrize("kind", ALL)
 def test_1d_X(data, kind):
@@ -279,6 +309,25 @@ def test_pandas_input_keeps_feature_names(fitted, data, kind):
     assert "unseen at fit time:\n- z" in str(info.value)
     with pytest.raises(ValueError, match="same order"):
         est.predict_uncertainty(frame[["b", "a", "c"]])
+
+
+@pytest.mark.parametrize("kind", SEARCHES)
+def test_the_pipeline_alone_checks_the_names_too(fitted, data, kind):
+    # pipeline_ is the fitted model users take away: its scaler was fitted without the names
+    # and took reordered columns silently, predicting other numbers.
+    X, _ = data
+    est, frame = fitted[kind], pd.DataFrame(X, columns=["a", "b", "c"])
+    pipeline = est.pipeline_
+    assert list(pipeline.feature_names_in_) == ["a", "b", "c"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning about names, from either
+        np.testing.assert_array_equal(pipeline.predict(frame), est.predict(frame))
+        est.predict_interval(frame)
+        est.calibrate_intervals(frame, frame["a"].to_numpy())
+    with pytest.raises(ValueError, match="same order"):
+        pipeline.predict(frame[["c", "b", "a"]])
+    with pytest.warns(UserWarning, match="X does not have valid feature names"):
+        pipeline.predict(X)
 
 
 @pytest.mark.usefixtures("no_work")

@@ -163,6 +163,9 @@ def test_feature_names_are_kept(fitted, saved, kind):
     np.testing.assert_array_equal(loaded.feature_names_in_, fitted[kind].feature_names_in_)
     assert loaded.feature_names_in_.dtype == object
     assert not hasattr(autodeuq.load(saved["ensemble"]), "feature_names_in_")
+    if hasattr(loaded, "pipeline_"):  # the pipeline alone checks them too
+        np.testing.assert_array_equal(loaded.pipeline_.feature_names_in_,
+                                      fitted[kind].feature_names_in_)
 
 
 def test_a_loaded_model_pickles_and_composes(fitted, saved, regression_data):

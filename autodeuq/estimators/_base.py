@@ -4,6 +4,7 @@ import math
 import numbers
 
 import numpy as np
+import pandas as pd
 import scipy.sparse
 from sklearn.exceptions import NotFittedError as SklearnNotFittedError
 from sklearn.utils.validation import check_is_fitted as _sk_check_is_fitted
@@ -112,13 +113,20 @@ def check_target(y):
 def _check_numeric(name, values):
     """Refuse values that are not numbers (text, categories) in ``X`` or ``y``, and a boolean
     ``y``, with a message saying how to encode them; scikit-learn's says only that a string
-    could not be converted."""
+    could not be converted.
+
+    Returns ``values``, where they are objects or text that all read as numbers or as missing
+    (None, ``pd.NA``, NaN), as float64 with NaN for the missing ones (a DataFrame keeps its
+    columns and index): scikit-learn's own check then refuses the missing values with its
+    message (it misses a None in an object array, and reads ``pd.NA`` as text).
+    """
     if values is None and name == "X":
         raise ValueError("X must be an array-like of shape (n_samples, n_features); got None. "
                          "Pass the data as a numpy array or a pandas DataFrame.")
     if values is None or scipy.sparse.issparse(values):
-        return  # validate_data's own message is clear
-    if hasattr(values, "columns") and hasattr(values, "dtypes"):  # a DataFrame
+        return values  # validate_data's own message is clear
+    framed = hasattr(values, "columns") and hasattr(values, "dtypes")  # a DataFrame
+    if framed:
         kinds = {getattr(dtype, "kind", "O") for dtype in values.dtypes}
     else:
         dtype = getattr(values, "dtype", None)
@@ -126,11 +134,11 @@ def _check_numeric(name, values):
             try:
                 dtype = np.asarray(values).dtype
             except (TypeError, ValueError):
-                return  # ragged: validate_data says so
+                return values  # ragged: validate_data says so
         kinds = {getattr(dtype, "kind", "O")}
     if kinds & set("OUSVMm"):
         try:
-            np.asarray(values, dtype=np.float64)
+            numbers = _as_floats(values)
         except (TypeError, ValueError) as exc:
             fix = ("Encode text and categorical columns as numbers first, e.g. with "
                    "sklearn.preprocessing.OneHotEncoder in a Pipeline." if name == "X" else
@@ -139,10 +147,23 @@ def _check_numeric(name, values):
             # A TypeError (an object that is no number) stays one, as numpy raised it.
             raise type(exc)(f"{name} must hold numbers only; got a value that is not one "
                             f"({exc}). {fix}") from None
+        if not kinds & set("Mm"):  # times are refused by scikit-learn, as they were given
+            values = (pd.DataFrame(numbers, columns=values.columns, index=values.index)
+                      if framed else numbers)
     if name == "y" and kinds == {"b"}:
         raise ValueError("y must be a real-valued target; got booleans (dtype bool), a "
                          "classification target. Use a classifier, or pass y.astype(float) to "
                          "model the 0/1 values as numbers.")
+    return values
+
+
+def _as_floats(values):
+    """``values`` as a float64 array, NaN where one is missing (None, ``pd.NA``, ``pd.NaT``)."""
+    objects = np.array(values, dtype=object)  # a copy: the missing ones are replaced
+    missing = pd.isna(objects)
+    if np.any(missing):
+        objects[missing] = np.nan
+    return objects.astype(np.float64)
 
 
 def validate_data(estimator, X="no_validation", y="no_validation", **kwargs):
@@ -155,13 +176,12 @@ def validate_data(estimator, X="no_validation", y="no_validation", **kwargs):
     """
     checked = not kwargs.get("skip_check_array", False)
     if checked:
-        for name, values in (("X", X), ("y", y)):
-            if not (isinstance(values, str) and values == "no_validation"):
-                _check_numeric(name, values)
-        if kwargs.get("y_numeric", False) and _is_text(y):
-            # Numbers written as text ("1.5"): scikit-learn converts such an X, and an object
-            # y, but hands a numpy string y on as text, which fails later in arithmetic.
-            y = np.asarray(y, dtype=np.float64)
+        # Numbers written as text ("1.5") or as objects become numbers here, missing ones NaN
+        # (scikit-learn hands a numpy string y on as text, which fails later in arithmetic).
+        if not (isinstance(X, str) and X == "no_validation"):
+            X = _check_numeric("X", X)
+        if not (isinstance(y, str) and y == "no_validation"):
+            y = _check_numeric("y", y)
     try:
         validated = _sk_validate_data(estimator, X, y, **kwargs)
     except ValueError as exc:
@@ -175,17 +195,6 @@ def validate_data(estimator, X="no_validation", y="no_validation", **kwargs):
         for name, values in zip(("X", "y"), arrays, strict=False):
             _check_magnitude(name, values)
     return validated
-
-
-def _is_text(values):
-    """Whether ``values`` is a numpy array (or a list becoming one) of strings or bytes."""
-    framed = hasattr(values, "dtype") and not isinstance(values, np.ndarray)
-    if isinstance(values, str) or framed:
-        return False  # a Series: scikit-learn converts its object values
-    try:
-        return np.asarray(values).dtype.kind in "US"
-    except (TypeError, ValueError):
-        return False
 
 
 def _check_magnitude(name, values):

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.preprocessing import StandardScaler
 
@@ -350,8 +351,9 @@ class SearchRegressorBase(UncertaintyRegressorMixin, RegressorMixin, BaseEstimat
                              "samples.")
         split_seq, search_seq, trial_seq, refit_seq = seed_sequence(self.random_state).spawn(4)
         train, valid = holdout_split(n, n_valid, split_seq)
-        x_scaler = StandardScaler().fit(X)
-        Xs = x_scaler.transform(X).astype(np.float32)
+        # Fitted on the column names too, so that pipeline_ alone checks them as fit does.
+        x_scaler = StandardScaler().fit(self._named(X))
+        Xs = x_scaler.transform(self._named(X)).astype(np.float32)
         y_mean, y_scale = target_scaling(y[train])
         ys = ((y - y_mean) / y_scale).astype(np.float32)
         data = {"X_train": Xs[train], "y_train": ys[train], "X_valid": Xs[valid],
@@ -661,7 +663,7 @@ class SearchRegressorBase(UncertaintyRegressorMixin, RegressorMixin, BaseEstimat
         check_fitted(self, "pipeline_")
         check_target(y)
         X, y = validate_data(self, X, y, reset=False, y_numeric=True, dtype=np.float64)
-        self.pipeline_[-1].calibrate_intervals(self.pipeline_[:-1].transform(X), y)
+        self.pipeline_[-1].calibrate_intervals(self.pipeline_[:-1].transform(self._named(X)), y)
         return self
 
     calibrate_intervals.__doc__ = UncertaintyRegressorMixin.calibrate_intervals.__doc__
@@ -670,7 +672,13 @@ class SearchRegressorBase(UncertaintyRegressorMixin, RegressorMixin, BaseEstimat
         """``X`` checked, then transformed by the pipeline's steps before its last."""
         check_fitted(self, "pipeline_")
         X = validate_data(self, X, reset=False, dtype=np.float64)
-        return self.pipeline_[:-1].transform(X)
+        return self.pipeline_[:-1].transform(self._named(X))
+
+    def _named(self, X):
+        """``X``, checked, as a DataFrame of the column names fit saw (as is, without them):
+        what ``pipeline_``'s scaler was fitted on."""
+        names = getattr(self, "feature_names_in_", None)
+        return X if names is None else pd.DataFrame(X, columns=names, copy=False)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
