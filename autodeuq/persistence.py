@@ -33,6 +33,7 @@ what is inside.
 """
 
 import inspect
+import io
 import json
 import math
 import os
@@ -738,15 +739,19 @@ def save(estimator, path):
     ----------
     estimator : GaussianMLPRegressor, DeepEnsembleRegressor, NASRegressor or AutoDEUQRegressor
         Fitted.
-    path : str, path-like or binary file object
-        Where to write; ``.autodeuq`` is the usual suffix.
+    path : str, path-like, bytes or binary file object
+        Where to write; ``.autodeuq`` is the usual suffix; ``~`` is the home directory.
 
     Raises
     ------
     autodeuq.exceptions.NotFittedError
         If ``estimator`` is not fitted.
     TypeError
-        If ``estimator`` is not one of the classes above (a subclass neither: pickle it).
+        If ``estimator`` is not one of the classes above (a subclass neither: pickle it), or
+        ``path`` is neither a path nor a binary file object (a text-mode one, say).
+    FileNotFoundError, IsADirectoryError, OSError
+        If ``path``'s directory does not exist, ``path`` is a directory, or writing fails;
+        the message names ``path``, not the temporary file.
     """
     name = _CLASS_NAMES.get(type(estimator))
     if name not in _ESTIMATORS:
@@ -764,10 +769,19 @@ def save(estimator, path):
         "estimator": _write_node(estimator, writer, "estimator"),
     }
     text = json.dumps(document, indent=1, allow_nan=False, ensure_ascii=False)
+    path = _check_path(path, "save", "write")
     if hasattr(path, "write"):
         _write_archive(path, text, writer.arrays)
         return
-    path = Path(path)
+    where = repr(os.fspath(path))
+    if path.is_dir():
+        raise IsADirectoryError(f"cannot save to {where}: it is a directory. Give a file "
+                                f"name, e.g. {os.fspath(path / 'model.autodeuq')!r}.")
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"cannot save to {where}: the directory "
+                                f"{os.fspath(path.parent)!r} does not exist. Create it first, "
+                                "e.g. with Path(path).parent.mkdir(parents=True), or save "
+                                "elsewhere.")
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     try:
         with open(tmp, "xb") as handle:
@@ -775,8 +789,34 @@ def save(estimator, path):
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+    except OSError as exc:  # named by the user's path, not the temporary one
+        raise type(exc)(f"cannot save to {where}: {exc.strerror or exc}. Save to a file in a "
+                        "directory you can write to, with room for the model.") from exc
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _check_path(path, action, mode):
+    """``path`` as a :class:`~pathlib.Path` (``~`` expanded, bytes decoded as the OS does), or
+    the binary file object it is; a text-mode file object, or anything else, is refused."""
+    method = "write" if mode == "write" else "read"
+    if hasattr(path, method):
+        if isinstance(path, io.TextIOBase) or "b" not in getattr(path, "mode", "b"):
+            raise TypeError(f"{action}() needs a binary file object; got one opened in text "
+                            f"mode ({getattr(path, 'mode', type(path).__name__)!r}). Open it "
+                            f"with open(path, {'wb' if mode == 'write' else 'rb'!r}), or pass "
+                            "the path itself.")
+        return path
+    if isinstance(path, bytes):
+        path = os.fsdecode(path)
+    if not isinstance(path, str | os.PathLike):
+        raise TypeError(f"{action}() takes a path (a str or path-like) or a binary file "
+                        f"object to {method}; got {_type_name(path)}. Pass e.g. "
+                        "'model.autodeuq'.")
+    if os.fspath(path) == "":
+        raise ValueError(f"{action}() needs a file name; got an empty path ''. Pass e.g. "
+                         "'model.autodeuq'.")
+    return Path(path).expanduser()
 
 
 def _write_archive(handle, text, arrays):
@@ -801,7 +841,8 @@ def load(path):
 
     Parameters
     ----------
-    path : str, path-like or binary file object
+    path : str, path-like, bytes or binary file object
+        ``~`` is the home directory.
 
     Returns
     -------
@@ -809,15 +850,22 @@ def load(path):
 
     Raises
     ------
-    FileNotFoundError
-        If ``path`` does not exist.
+    FileNotFoundError, IsADirectoryError
+        If ``path`` does not exist, or is a directory (the message names a model file in it).
+    TypeError
+        If ``path`` is neither a path nor a binary file object (a text-mode one, say).
     autodeuq.exceptions.PersistenceError
         A ``ValueError``, naming the file and what is wrong, if the file is not an autodeuq
         model (e.g. a pickle), is damaged, or was saved in a newer major format version than
         this autodeuq reads (then upgrade autodeuq).
     """
+    path = _check_path(path, "load", "read")
     where = repr(os.fspath(path)) if not hasattr(path, "read") else repr(
         getattr(path, "name", "<file object>"))
+    if not hasattr(path, "read") and path.is_dir():
+        models = [*sorted(path.glob("*.autodeuq")), path / "model.autodeuq"]
+        raise IsADirectoryError(f"cannot load {where}: it is a directory. Pass the model file "
+                                f"in it, e.g. {os.fspath(models[0])!r}.")
     try:
         archive = zipfile.ZipFile(path)
     except zipfile.BadZipFile:

@@ -3,6 +3,7 @@ naming the argument, the rule, the value and the fix, raised before any training
 cluster starts. docs/bad_input.md lists the rows; each test below is one row."""
 
 import math
+import os
 import re
 import socket
 import time
@@ -884,3 +885,34 @@ def test_save_and_load_bad_input(tmp_path):
         autodeuq.load(junk)
     assert f"cannot load {str(junk)!r}" in str(info.value)
     assert "estimator.save(path)" in str(info.value)
+
+
+def test_save_and_load_paths_that_cannot_be_used(fitted, data, tmp_path, monkeypatch):
+    # Each names the path the user gave (once the temporary file's) and the fix.
+    X, _ = data
+    est = fitted["gaussian"]
+    with pytest.raises(FileNotFoundError, match=r"the directory '.*/no/such' does not exist\. "
+                                                r"Create it first"):
+        est.save(tmp_path / "no" / "such" / "m.autodeuq")
+    with pytest.raises(IsADirectoryError, match=r"it is a directory\. Give a file name, e\.g\. "
+                                                r".*model\.autodeuq"):
+        est.save(tmp_path)
+    with pytest.raises(ValueError, match="needs a file name; got an empty path ''"):
+        est.save("")
+    with pytest.raises(TypeError, match=r"takes a path .* got int"):
+        est.save(3)
+    with open(tmp_path / "text.autodeuq", "w") as handle, pytest.raises(
+            TypeError, match=r"needs a binary file object; got one opened in text mode \('w'\)"
+                             r"\. Open it with open\(path, 'wb'\)"):
+        est.save(handle)
+    est.save(tmp_path / "m.autodeuq")
+    with open(tmp_path / "m.autodeuq") as handle, pytest.raises(TypeError, match="'rb'"):
+        autodeuq.load(handle)
+    with pytest.raises(IsADirectoryError, match=r"Pass the model file in it, e\.g\. "
+                                                r".*m\.autodeuq'"):
+        autodeuq.load(tmp_path)
+    # What the operating system takes works too: bytes, and ~ for the home directory.
+    est.save(os.fsencode(tmp_path / "b.autodeuq"))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    np.testing.assert_array_equal(autodeuq.load("~/b.autodeuq").predict(X), est.predict(X))
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
