@@ -10,9 +10,10 @@
 ``python -m autodeuq`` is the same command. Every subcommand has ``--help``.
 
 A CSV file has a header row naming the columns, then one row per sample. ``fit`` learns the
-``--target`` column from the other numeric columns (or ``--features``) and saves into the
-``--out`` directory: ``model.autodeuq`` (the safe format of :func:`autodeuq.load`, no pickle),
-``summary.json`` and, after a search, ``search_results.csv``. ``predict`` and ``plot`` read the
+``--target`` column from all the other columns, which must be numeric (or from
+``--features``), and saves into the ``--out`` directory: ``model.autodeuq`` (the safe format
+of :func:`autodeuq.load`, no pickle), ``summary.json`` and, after a search,
+``search_results.csv``. ``predict`` and ``plot`` read the
 feature columns by the names the model was fitted on; other columns (the target) are ignored.
 
 Exit status: 0 done; 1 the fit or the prediction failed; 2 a wrong command line or input (a
@@ -21,6 +22,7 @@ missing file or column, non-numeric data, a directory without a model); 130 inte
 
 import argparse
 import contextlib
+import csv
 import difflib
 import json
 import logging
@@ -133,11 +135,31 @@ def _read_csv(path, what, sep=","):
                            f"({_one_line(exc)}). It needs a header row, then one row per "
                            "sample, the same number of comma-separated values in each "
                            "(--sep for another separator).") from exc
+    _check_unique_names(file, what, path, sep)
     frame.columns = [str(c) for c in frame.columns]
     if len(frame) == 0:
         raise CommandError(f"{what} {str(path)!r} has a header row but no data rows; add one "
                            "row per sample.")
     return frame
+
+
+def _check_unique_names(file, what, path, sep):
+    """Refuse a header row that names a column twice: pandas renames the second ('y.1'), and
+    a copy of the target would pass for a feature."""
+    if len(sep) != 1:
+        return  # a regular expression: pandas' own parser reads such a header
+    with open(file, newline="", encoding="utf-8-sig", errors="replace") as handle:
+        header = next(csv.reader(handle, delimiter=sep), [])
+    seen = {}
+    for number, name in enumerate(header, start=1):
+        seen.setdefault(name, []).append(number)
+    twice = {name: numbers for name, numbers in seen.items() if name and len(numbers) > 1}
+    if twice:
+        name, numbers = next(iter(twice.items()))
+        raise CommandError(f"{what} {str(path)!r} names the column {name!r} "
+                           f"{len(numbers)} times (columns {', '.join(map(str, numbers))} of "
+                           "its header row); every column needs a name of its own. Rename or "
+                           "remove the copies.")
 
 
 def _columns_hint(frame, name):
@@ -222,6 +244,11 @@ def _training_data(args):
         if not features:
             raise CommandError(f"DATA {str(path)!r} has no feature column besides the target "
                                f"{args.target!r}; add the columns to predict it from.")
+    if frame[args.target].dtype == bool:
+        raise CommandError(f"--target {args.target!r} of {str(path)!r} holds booleans (True and "
+                           "False), a classification target; autodeuq's regressors need a "
+                           "real-valued target. Write it as the numbers 0 and 1 to model it "
+                           "as a number.")
     y = _numeric(frame, [args.target], path, "target")[:, 0]
     X = pd.DataFrame(_numeric(frame, features, path, "feature"), columns=features)
     _check_finite(frame, [*features, args.target], path)
@@ -334,14 +361,25 @@ def _save(est, model_file, folder, summary):
         return written
     results = folder / RESULTS_FILE
     if getattr(est, "search_results_", None) is not None:
-        est.search_results_.to_csv(results, index=False)
+        _write("--out", results, lambda: est.search_results_.to_csv(results, index=False))
         written.append(RESULTS_FILE)
     elif results.exists():  # left from an earlier fit into the same directory
-        results.unlink()
-    (folder / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, default=str) + "\n",
-                                       encoding="utf-8")
+        _write("--out", results, results.unlink)
+    text = json.dumps(summary, indent=2, default=str) + "\n"
+    _write("--out", folder / SUMMARY_FILE,
+           lambda: (folder / SUMMARY_FILE).write_text(text, encoding="utf-8"))
     written.append(SUMMARY_FILE)
     return written
+
+
+def _write(what, path, write):
+    """Run ``write()``, which writes ``path``; an OS error is a :class:`CommandError` naming
+    the argument and the file (the model is already saved where fit writes one)."""
+    try:
+        write()
+    except OSError as exc:
+        raise CommandError(f"{what}: cannot write {str(path)!r} ({_one_line(exc)}). Choose a "
+                           "place you can write to.", status=1) from exc
 
 
 # -- fit -------------------------------------------------------------------------------------
@@ -574,7 +612,7 @@ def _predict(args):
     if out is None:
         table.to_csv(sys.stdout, index=False)
         return
-    table.to_csv(out, index=False)
+    _write("--out", out, lambda: table.to_csv(out, index=False))
     print(f"wrote {len(table)} predictions to {out}: {', '.join(table.columns)} "
           f"(std in the units of the target; total_std**2 = aleatoric_std**2 + "
           f"epistemic_std**2; the {level}% interval)")

@@ -305,6 +305,8 @@ def bad_files(folder):
         "holes.csv": "a,b,y\n1,2,3\n,2,3\n1,2,inf\n",
         "one_row.csv": "a,b,y\n1,2,3\n",
         "other.csv": "x,b\n1,2\n",
+        "twice.csv": "x,y,y\n1,2,2\n2,3,3\n3,4,4\n",
+        "booleans.csv": "a,b,y\n1,2,True\n2,1,False\n3,3,True\n",
         "junk.autodeuq": "not a model",
     }
     for name, text in files.items():
@@ -331,6 +333,10 @@ def bad_files(folder):
      ["target column 'city'", "not numeric", "numeric --target"]),
     (["fit", "{f}/holes.csv", "--target", "y", "--out", "{f}/o"],
      ["missing or infinite values in columns 'a' (1, on line 3); 'y' (1, on line 4)"]),
+    (["fit", "{f}/twice.csv", "--target", "y", "--out", "{f}/o"],  # pandas: 'y', 'y.1'
+     ["names the column 'y' 2 times (columns 2, 3 of its header row)", "Rename"]),
+    (["fit", "{f}/booleans.csv", "--target", "y", "--out", "{f}/o"],  # as the API's fit
+     ["--target 'y'", "holds booleans (True and False), a classification target", "0 and 1"]),
     (["fit", "{data}", "--target", "y", "--features", "a", "y", "--out", "{f}/o"],
      ["--features names the target column 'y'"]),
     (["fit", "{data}", "--target", "y", "--features", "a", "B", "--out", "{f}/o"],
@@ -380,6 +386,26 @@ def test_command_line_mistakes_exit_with_status_2(capsys, argv, expected):
     assert status == 2
     assert expected in err
     assert "usage: autodeuq" in err
+
+
+def test_a_file_that_cannot_be_written_is_an_error_naming_it(capsys, monkeypatch, data,
+                                                             single_model, tmp_path):
+    # As a full disk or a read-only place does (running as root, permissions do not).
+    import pandas as pd
+
+    def refuse(self, path, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", refuse)
+    out = tmp_path / "p.csv"
+    message = fails(capsys, "predict", single_model, data, "--out", out, status=1)
+    assert message.startswith(f"--out: cannot write {str(out)!r} (")
+    assert "Permission denied" in message
+    out = tmp_path / "m"
+    message = fails(capsys, "fit", data, "--target", "y", "--features", "a", "--out", out,
+                    *SEARCH, status=1)
+    assert f"cannot write {str(out / 'search_results.csv')!r}" in message
+    assert (out / "model.autodeuq").is_file()  # what was trained is kept
 
 
 def test_a_failed_fit_exits_with_status_1_and_verbose_shows_the_traceback(capsys, bad_files):
