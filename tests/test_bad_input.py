@@ -774,12 +774,15 @@ def _free_port():
 
 @pytest.mark.usefixtures("no_cluster")
 @pytest.mark.parametrize("kind", SEARCHES)
-def test_unreachable_scheduler(data, kind, monkeypatch):
+@pytest.mark.parametrize("where", ["tcp", "inproc"])
+def test_unreachable_scheduler(data, kind, monkeypatch, where):
     from autodeuq.evaluation import _dask
 
     monkeypatch.setattr(_dask, "_CONNECT_TIMEOUT", "1s")  # Dask retries until then (20 s)
     X, y = data
-    address = f"tcp://127.0.0.1:{_free_port()}"  # nothing listens there
+    # Nothing listens there; distributed fails to parse an inproc address of no process
+    # (a ValueError about unpacking, once).
+    address = (f"tcp://127.0.0.1:{_free_port()}" if where == "tcp" else "inproc://nothing")
     start = time.monotonic()
     err = refused(make(kind, backend="dask", scheduler=address), X, y,
                   SchedulerConnectionError, f"scheduler={address!r}", "could not connect",
@@ -805,6 +808,44 @@ def test_malformed_scheduler(data, kind, scheduler, error, message):
     X, y = data
     refused(make(kind, backend="dask", scheduler=scheduler), X, y, error, message,
             repr(scheduler), "'tcp://10.0.0.5:8786'")
+
+
+@pytest.mark.usefixtures("no_work")
+@pytest.mark.parametrize(("content", "problem"), [
+    ("", "it is not valid JSON"),
+    ("{not json", "it is not valid JSON"),
+    ('{"id": "Scheduler-1"}', 'it holds no scheduler "address"'),
+    ('["tcp://10.0.0.5:8786"]', 'it holds no scheduler "address"'),
+])
+@pytest.mark.parametrize("kind", SEARCHES)
+def test_a_scheduler_file_that_names_no_scheduler(data, kind, tmp_path, content, problem):
+    # distributed waited up to 10 s for such a file, then failed on a bare AssertionError.
+    X, y = data
+    path = tmp_path / "scheduler.json"
+    path.write_text(content)
+    err = refused(make(kind, backend="dask", scheduler=str(path)), X, y,
+                  SchedulerConnectionError, f"scheduler={str(path)!r} is not a Dask scheduler "
+                  f"file: {problem}", "--scheduler-file")
+    assert has_fix(str(err))
+
+
+@pytest.mark.parametrize("kind", SEARCHES)
+def test_a_closed_client(data, kind, monkeypatch):
+    # Its calls used to fail inside distributed: 'NoneType' object has no attribute
+    # 'register_worker_plugin'.
+    from distributed import Client, LocalCluster
+
+    X, y = data
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                      dashboard_address=None) as cluster:
+        client = Client(cluster)
+        client.close()
+        # Refused before the fit starts anything (so no_work's stubs go in only now).
+        monkeypatch.setattr(_search_base, "run_search", _refuse)
+        err = refused(make(kind, backend="dask", scheduler=client), X, y,
+                      SchedulerConnectionError, "scheduler must be an open distributed.Client",
+                      "which is closed", "Pass an open Client")
+        assert has_fix(str(err))
 
 
 def _gpu_count():

@@ -29,7 +29,7 @@ from ..evaluation._discard import RungTable, make_early_discard, search_outcome
 from ..evaluation._loop import batch_tasks
 from ..evaluation._progress import SearchProgress
 from ..evaluation._train import network_config
-from ..exceptions import AutoDEUQError, WorkersLostError
+from ..exceptions import AutoDEUQError, SchedulerConnectionError, WorkersLostError
 from ..search import make_search
 from ..space import Categorical, Int, check_space, to_flat_config
 from ..uncertainty import fit_std_scale
@@ -209,13 +209,17 @@ class SearchRegressorBase(UncertaintyRegressorMixin, RegressorMixin, BaseEstimat
         from distributed.comm import parse_address
         from distributed.comm.addressing import parse_host_port
 
+        from ..evaluation._dask import check_open_client
+
         if isinstance(scheduler, Client):
+            check_open_client(scheduler)
             return
         if not isinstance(scheduler, (str, os.PathLike)):
             raise TypeError(f"scheduler must be None, a distributed.Client, a scheduler address "
                             f"or a scheduler file's path; got {scheduler!r}. Pass e.g. "
                             "'tcp://10.0.0.5:8786', or None for an embedded cluster.")
         if os.path.isfile(scheduler):
+            _check_scheduler_file(scheduler)
             return
         try:
             protocol, location = parse_address(str(scheduler))
@@ -685,6 +689,27 @@ class SearchRegressorBase(UncertaintyRegressorMixin, RegressorMixin, BaseEstimat
         tags.input_tags.allow_nan = False
         tags.non_deterministic = self.backend != "serial"
         return tags
+
+
+def _check_scheduler_file(path):
+    """Refuse a scheduler file that names no scheduler: distributed waits for such a file to
+    become valid, then fails on an assertion."""
+    import json
+
+    problem = None
+    try:
+        with open(path, encoding="utf-8") as handle:
+            content = json.load(handle)
+    except (OSError, ValueError) as exc:  # a JSONDecodeError (empty, truncated) is one
+        problem = f"it is not valid JSON ({exc})"
+    else:
+        if not isinstance(content, dict) or not isinstance(content.get("address"), str):
+            problem = "it holds no scheduler \"address\""
+    if problem is not None:
+        raise SchedulerConnectionError(
+            f"scheduler={str(path)!r} is not a Dask scheduler file: {problem}. Pass the file "
+            "the scheduler wrote (`dask scheduler --scheduler-file PATH`) once it has started, "
+            "or the scheduler's address.")
 
 
 def trial_seconds(trial, untimed=0.0):

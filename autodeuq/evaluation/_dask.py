@@ -82,6 +82,16 @@ def _gpu_share(trials_per_device):
     return (1.0 - _GPU_SHARE_MARGIN) / trials_per_device
 
 
+def check_open_client(client):
+    """Refuse a ``scheduler`` Client that is closed (or closing): every call on it would fail
+    with an AttributeError from inside distributed."""
+    if client.status in ("closing", "closed"):
+        raise SchedulerConnectionError(
+            f"scheduler must be an open distributed.Client; got {client!r}, which is "
+            f"{client.status} (after client.close(), or the end of its cluster). Pass an open "
+            "Client, the scheduler's address, or None for an embedded cluster.")
+
+
 def scheduler_workers(client):
     """The scheduler's record of each of ``client``'s workers (address: status, threads,
     resources, ...), asked of the scheduler itself.
@@ -470,7 +480,9 @@ class DaskEvaluator(Evaluator):
                 return Client(scheduler_file=str(target), security=self.security,
                               timeout=_CONNECT_TIMEOUT)
             return Client(target, security=self.security, timeout=_CONNECT_TIMEOUT)
-        except (OSError, TimeoutError) as exc:
+        except (OSError, TimeoutError, ValueError, AssertionError) as exc:
+            # ValueError, AssertionError: distributed's words for an address it cannot parse
+            # ('inproc://nothing') or a scheduler file that turned bad after the fit's check.
             raise SchedulerConnectionError(
                 f"scheduler={target!r}: could not connect to a Dask scheduler ({exc}). Check "
                 "the address or scheduler file and that the scheduler is running, or pass "
@@ -491,6 +503,7 @@ class DaskEvaluator(Evaluator):
         threads = None
         self._had_workers = False
         if self.scheduler is not None and isinstance(self.scheduler, Client):
+            check_open_client(self.scheduler)
             self._client = self.scheduler
         elif self.scheduler is not None:
             self._client, self._owns_client = self._connect(), True
