@@ -626,6 +626,7 @@ SEARCH_PARAMS = [
     ("nas", {"validation_fraction": "0.2"}, ValueError, "validation_fraction must be in (0, 1)"),
     ("nas", {"checkpoint_dir": 3}, ValueError, "checkpoint_dir must be a path or None"),
     ("auto", {"checkpoint_dir": 3}, ValueError, "checkpoint_dir must be a path or None"),
+    ("auto", {"checkpoint_dir": ""}, ValueError, "checkpoint_dir must be a path or None"),
     ("nas", {"initial_configs": "best"}, ValueError, "initial_configs must be None, 'default'"),
     ("nas", {"initial_configs": [1]}, ValueError, "initial_configs[0] must be a dict"),
     ("nas", {"initial_configs": [{"units_1": 100}]}, ValueError,
@@ -675,6 +676,19 @@ def test_checkpoint_dir_that_is_a_file(data, kind, tmp_path):
     refused(make(kind, checkpoint_dir=path), X, y, ValueError,
             "checkpoint_dir must be a directory", "which is a file", "Pass the path of a "
             "directory")
+
+
+@pytest.mark.usefixtures("no_work")
+@pytest.mark.parametrize("kind", SEARCHES)
+def test_checkpoint_dir_that_cannot_be_made(data, kind, tmp_path):
+    # A file on its path (a permission or a read-only file system fails the same way): the
+    # OS's own error used to name neither checkpoint_dir nor a fix.
+    X, y = data
+    (tmp_path / "a_file").write_text("")
+    path = tmp_path / "a_file" / "journal"
+    refused(make(kind, checkpoint_dir=path), X, y, NotADirectoryError,
+            f"checkpoint_dir={str(path)!r} cannot be used: Not a directory",
+            "Pass a directory this process can create and write to, or checkpoint_dir=None")
 
 
 @pytest.mark.usefixtures("no_work")

@@ -192,7 +192,7 @@ class SearchRegressorBase(UncertaintyRegressorMixin, RegressorMixin, BaseEstimat
         directory = self.checkpoint_dir
         if directory is None:
             return
-        if not isinstance(directory, (str, os.PathLike)):
+        if not isinstance(directory, (str, os.PathLike)) or os.fspath(directory) == "":
             raise ValueError(f"checkpoint_dir must be a path or None; got {directory!r}. Pass "
                              "a directory path, e.g. 'search-checkpoints'.")
         if os.path.exists(directory) and not os.path.isdir(directory):

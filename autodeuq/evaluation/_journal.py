@@ -50,19 +50,26 @@ def checkpoint_lock(directory):
     ------
     ValueError
         At once, if another fit (in this process or any other) holds it.
+    OSError
+        If the directory cannot be created or written (the message names it).
     """
     from filelock import FileLock, Timeout
 
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
     lock = FileLock(directory / "lock", timeout=0)
     try:
+        directory.mkdir(parents=True, exist_ok=True)
         lock.acquire()
     except Timeout:
         raise ValueError(f"checkpoint_dir={str(directory)!r} is in use by another fit running "
                          "now (its lock file 'lock' is held), and two searches in one journal "
                          "would corrupt it. Give each concurrent fit its own checkpoint_dir, "
                          "or wait for the other fit to end.") from None
+    except OSError as exc:  # a file on the way, no permission, a read-only file system
+        raise type(exc)(f"checkpoint_dir={str(directory)!r} cannot be used: "
+                        f"{exc.strerror or exc} ({str(exc.filename or directory)!r}). Pass a "
+                        "directory this process can create and write to, or "
+                        "checkpoint_dir=None.") from exc
     try:
         yield directory
     finally:
