@@ -227,6 +227,16 @@ def test_all_trials_failing_is_a_clear_error(regression_data):
         nas(search_space=diverging, max_evals=2).fit(X, y)
 
 
+def test_a_time_budget_too_short_for_any_trial_says_so(regression_data):
+    # It used to say "none of the 0 trials succeeded [...] First errors: []. Check the search
+    # space and the data, or raise trial_timeout", none of which was at fault.
+    X, y, _, _ = regression_data
+    with pytest.raises(SearchFailedError, match=r"time_budget=1e-09 seconds ran out before any "
+                                                r"trial finished, so there is no model\. Raise "
+                                                r"time_budget"):
+        nas(max_evals=None, time_budget=1e-9).fit(X, y)
+
+
 @pytest.fixture
 def no_search(monkeypatch):
     from autodeuq.estimators import _search_base

@@ -633,8 +633,12 @@ class SearchRegressorBase(UncertaintyRegressorMixin, RegressorMixin, BaseEstimat
         (no time for a refit or a rescoring)."""
         return outcome.deadline is not None and time.time() >= outcome.deadline - keep
 
-    @staticmethod
-    def _check_some_succeeded(outcome):
+    def _check_some_succeeded(self, outcome):
+        if not outcome.results and self.time_budget is not None:
+            raise SearchFailedError(
+                f"time_budget={self.time_budget!r} seconds ran out before any trial finished, "
+                "so there is no model. Raise time_budget: a trial takes from a fraction of a "
+                "second to minutes, and an embedded cluster takes seconds to start.")
         if not any(r.ok for r in outcome.results):
             errors = [f"trial {r.trial_id}: {r.status}: {(r.error or '').splitlines()[-1:]}"
                       for r in outcome.results[:3]]
