@@ -197,6 +197,25 @@ def test_resume_does_not_repeat_finished_trials(regression_data, tmp_path):
         nas(max_evals=5, checkpoint_dir=tmp_path).fit(X, y + 1)
 
 
+def test_a_search_object_is_left_as_it_was_and_resumes(regression_data, tmp_path):
+    # fit used to go on from the object's last state (trial ids 3-5 in a second fit), and its
+    # repr, counting the trials told, made the journal's fingerprint refuse a resume.
+    from autodeuq.search import RandomSearch
+    from autodeuq.space import SearchSpace
+
+    X, y, _, _ = regression_data
+    search = RandomSearch(SearchSpace.coerce(TINY_SPACE), random_state=0)
+    first = nas(algorithm=search, max_evals=3).fit(X, y)
+    again = nas(algorithm=search, max_evals=3).fit(X, y)
+    assert search.n_told == 0
+    assert list(again.search_results_["job_id"]) == [0, 1, 2]
+    pd.testing.assert_frame_equal(again.search_results_[["p:units_1", "objective"]],
+                                  first.search_results_[["p:units_1", "objective"]])
+    est = nas(algorithm=search, max_evals=3, checkpoint_dir=tmp_path).fit(X, y)
+    resumed = est.set_params(max_evals=4).fit(X, y)  # the same object, resumed
+    assert list(resumed.search_results_["job_id"]) == [0, 1, 2, 3]
+
+
 def test_interrupt_keeps_finished_trials_and_resume_reaches_the_budget(regression_data, tmp_path,
                                                                        monkeypatch):
     from autodeuq.evaluation import _journal

@@ -37,6 +37,7 @@ class NASRegressor(SearchRegressorBase):
     algorithm : str, Search or Search subclass, default="agebo"
         ``"random"``, ``"evolution"`` (aging evolution), ``"bo"`` (Bayesian optimization) or
         ``"agebo"`` (evolution for the architecture, BO for the training hyperparameters).
+        A search object is copied at each fit, which leaves it as it was.
     max_evals : int or None, default=50
         Candidates to train. The search stops at ``max_evals`` or ``time_budget``, whichever
         comes first.

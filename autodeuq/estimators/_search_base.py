@@ -1,6 +1,7 @@
 """What the searching estimators share: parameters, checks, and one search run on Dask."""
 
 import contextlib
+import copy
 import heapq
 import logging
 import math
@@ -30,7 +31,7 @@ from ..evaluation._loop import batch_tasks
 from ..evaluation._progress import SearchProgress
 from ..evaluation._train import network_config
 from ..exceptions import AutoDEUQError, SchedulerConnectionError, WorkersLostError
-from ..search import make_search
+from ..search import Search, make_search
 from ..space import Categorical, Int, check_space, to_flat_config
 from ..uncertainty import fit_std_scale
 from ._base import (
@@ -371,7 +372,11 @@ class SearchRegressorBase(UncertaintyRegressorMixin, RegressorMixin, BaseEstimat
             fit, stop = holdout_split(len(train), n_stop, split_seq.spawn(1)[0])
             data.update(X_train=Xs[train[fit]], y_train=ys[train[fit]],
                         X_stop=Xs[train[stop]], y_stop=ys[train[stop]])
-        search = make_search(self.algorithm, space, int(search_seq.generate_state(1)[0]))
+        # A search object given is copied: fit leaves its parameters as they were (each fit
+        # starts from the object as given, not from where the last fit left it).
+        algorithm = (copy.deepcopy(self.algorithm) if isinstance(self.algorithm, Search)
+                     else self.algorithm)
+        search = make_search(algorithm, space, int(search_seq.generate_state(1)[0]))
         if self.initial_configs is not None:
             for config in self._initial_configs(space, search_seq):
                 search.enqueue(config)
@@ -380,7 +385,7 @@ class SearchRegressorBase(UncertaintyRegressorMixin, RegressorMixin, BaseEstimat
         rung_table = None if discard is None else RungTable(discard)
         with contextlib.ExitStack() as held:
             if self.checkpoint_dir is not None:
-                settings = {"space": space.to_dict(), "algorithm": repr(self.algorithm),
+                settings = {"space": space.to_dict(), "algorithm": _algorithm_key(self.algorithm),
                             "seed": [int(s) for s in trial_seq.generate_state(4)],
                             "scaling": [x_scaler.mean_.tolist(), x_scaler.scale_.tolist(),
                                         y_mean, y_scale]}
@@ -693,6 +698,14 @@ class SearchRegressorBase(UncertaintyRegressorMixin, RegressorMixin, BaseEstimat
         tags.input_tags.allow_nan = False
         tags.non_deterministic = self.backend != "serial"
         return tags
+
+
+def _algorithm_key(algorithm):
+    """What the journal's fingerprint knows of ``algorithm``: a name or class as its repr, a
+    search object by its class (its repr counts the trials told, which a fit changes)."""
+    if isinstance(algorithm, Search):
+        return repr(type(algorithm))
+    return repr(algorithm)
 
 
 def _check_scheduler_file(path):
