@@ -197,6 +197,27 @@ def test_resume_does_not_repeat_finished_trials(regression_data, tmp_path):
         nas(max_evals=5, checkpoint_dir=tmp_path).fit(X, y + 1)
 
 
+@pytest.mark.parametrize(("change", "named"), [
+    ({"random_state": 1}, "differ in X, y or their validation split (random_state, "
+                          "validation_fraction); random_state."),
+    ({"validation_fraction": 0.3}, "differ in X, y or their validation split (random_state, "
+                                   "validation_fraction)."),
+    ({"search_space": {**TINY_SPACE, "units_1": Int(4, 32)}}, "differ in search_space."),
+    ({"algorithm": "bo"}, "differ in algorithm."),
+    ({"early_discard": "successive_halving"}, "differ in early_discard."),
+])
+def test_a_journal_of_other_settings_names_what_differs(regression_data, tmp_path, change,
+                                                        named):
+    # It used to say only "other data or settings", and suggest the same data, space and
+    # random_state, whichever had changed.
+    X, y, _, _ = regression_data
+    nas(max_evals=1, checkpoint_dir=tmp_path).fit(X, y)
+    with pytest.raises(ValueError, match="other data or settings") as info:
+        nas(max_evals=1, checkpoint_dir=tmp_path, **change).fit(X, y)
+    assert f"cannot be resumed with these: they {named} Use an empty directory" in str(
+        info.value)
+
+
 def test_a_search_object_is_left_as_it_was_and_resumes(regression_data, tmp_path):
     # fit used to go on from the object's last state (trial ids 3-5 in a second fit), and its
     # repr, counting the trials told, made the journal's fingerprint refuse a resume.

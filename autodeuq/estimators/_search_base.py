@@ -23,6 +23,7 @@ from ..evaluation import (
     SerialEvaluator,
     checkpoint_lock,
     fingerprint,
+    fingerprint_parts,
     run_refits,
     run_search,
 )
@@ -394,7 +395,8 @@ class SearchRegressorBase(UncertaintyRegressorMixin, RegressorMixin, BaseEstimat
                 # One fit per directory at a time, until this fit ends: a second one is refused
                 # at once rather than interleaving its trials into this journal.
                 held.enter_context(checkpoint_lock(self.checkpoint_dir))
-                journal = Journal(self.checkpoint_dir, fingerprint(data, settings))
+                journal = Journal(self.checkpoint_dir, fingerprint(data, settings),
+                                  parts=fingerprint_parts(data, settings))
                 done = journal.load(with_arrays=False)
                 for result in done:  # arrays one trial at a time: on_result may drop them
                     search.add(result.trial_id, result.config, *search_outcome(result))

@@ -15,7 +15,7 @@ from ._discard import (
     rung_threshold,
     search_outcome,
 )
-from ._journal import Journal, checkpoint_lock, fingerprint
+from ._journal import Journal, checkpoint_lock, fingerprint, fingerprint_parts
 from ._loop import refit_tasks, run_refits, run_search, trial_seed
 from ._progress import SearchProgress
 from ._result import STATUSES, TrialResult
@@ -38,6 +38,7 @@ __all__ = [
     "TrialResult",
     "checkpoint_lock",
     "fingerprint",
+    "fingerprint_parts",
     "make_early_discard",
     "refit_tasks",
     "run_refits",

@@ -25,7 +25,7 @@ import numpy as np
 
 from ._result import TrialResult
 
-__all__ = ["JOURNAL_FORMAT", "Journal", "checkpoint_lock", "fingerprint"]
+__all__ = ["JOURNAL_FORMAT", "Journal", "checkpoint_lock", "fingerprint", "fingerprint_parts"]
 
 JOURNAL_FORMAT = 1
 _STATE = "state."
@@ -34,12 +34,38 @@ _STATE = "state."
 def fingerprint(data, settings):
     """A digest of the training data and the search settings a journal belongs to."""
     digest = hashlib.sha256()
+    _digest_data(digest, data)
+    digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
+    return digest.hexdigest()
+
+
+def fingerprint_parts(data, settings):
+    """A digest of each part of :func:`fingerprint`: ``"data"``, then each key of
+    ``settings``; a journal keeps them to say which part differs."""
+    parts = {"data": _digest_data(hashlib.sha256(), data).hexdigest()}
+    for key, value in settings.items():
+        parts[key] = hashlib.sha256(
+            json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
+    return parts
+
+
+def _digest_data(digest, data):
     for key in sorted(data):
         array = np.ascontiguousarray(data[key])
         digest.update(f"{key}:{array.dtype}:{array.shape}".encode())
         digest.update(array.tobytes())
-    digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
-    return digest.hexdigest()
+    return digest
+
+
+# What differs, in a fit's words, when a part of the fingerprint does (see _search_base).
+_PART_NAMES = {
+    "data": "X, y or their validation split (random_state, validation_fraction)",
+    "scaling": "X, y or their validation split (random_state, validation_fraction)",
+    "space": "search_space",
+    "algorithm": "algorithm",
+    "seed": "random_state",
+    "early_discard": "early_discard",
+}
 
 
 @contextlib.contextmanager
@@ -76,6 +102,17 @@ def checkpoint_lock(directory):
         lock.release()
 
 
+def _differing(journaled, given):
+    """``: they differ in ...``, naming the parts of two :func:`fingerprint_parts` that
+    differ; empty when either is unknown (a journal written before the parts were kept)."""
+    if not isinstance(journaled, dict) or not isinstance(given, dict):
+        return ""
+    keys = [key for key in given if journaled.get(key) != given[key]]
+    keys += [key for key in journaled if key not in given]  # a setting only the journal has
+    names = list(dict.fromkeys(_PART_NAMES.get(key, key) for key in keys))
+    return f": they differ in {'; '.join(names)}" if names else ""
+
+
 class Journal:
     """Append-only record of finished trials in ``directory``.
 
@@ -86,9 +123,11 @@ class Journal:
     fingerprint : str
         Of the data and settings (see :func:`fingerprint`); a directory holding another
         search is refused rather than mixed.
+    parts : dict or None
+        :func:`fingerprint_parts` of the same, kept so that a refusal can say what differs.
     """
 
-    def __init__(self, directory, fingerprint):
+    def __init__(self, directory, fingerprint, parts=None):
         self._where = f"checkpoint_dir={str(directory)!r}"
         self.directory = Path(directory)
         self.fingerprint = fingerprint
@@ -107,12 +146,16 @@ class Journal:
                                  f"{JOURNAL_FORMAT}. Use an empty directory.")
             if meta.get("fingerprint") != fingerprint:
                 raise ValueError(f"checkpoint_dir={str(directory)!r} holds a search of other "
-                                 "data or settings, so it cannot be resumed with these. Use an "
-                                 "empty directory, or the same data, space and random_state.")
+                                 "data or settings, so it cannot be resumed with these"
+                                 f"{_differing(meta.get('parts'), parts)}. Use an empty "
+                                 "directory, or the data and settings of the journaled search.")
         else:
             self.directory.mkdir(parents=True, exist_ok=True)
             tmp = meta_path.with_suffix(".tmp")
-            tmp.write_text(json.dumps({"format": JOURNAL_FORMAT, "fingerprint": fingerprint}))
+            written = {"format": JOURNAL_FORMAT, "fingerprint": fingerprint}
+            if parts is not None:
+                written["parts"] = parts
+            tmp.write_text(json.dumps(written))
             os.replace(tmp, meta_path)
         self._weights.mkdir(parents=True, exist_ok=True)
         self._cut_partial_line()
