@@ -669,6 +669,33 @@ def test_a_cluster_that_fails_to_start_names_the_ways_out(data, monkeypatch):
     assert isinstance(info.value.__cause__, RuntimeError)
 
 
+def test_a_ctrl_c_while_the_cluster_starts_closes_it(data, monkeypatch):
+    # A Ctrl-C inside distributed's start left the start running in its event loop thread:
+    # the worker processes came up, with their ports, and outlived the fit (nothing held
+    # the cluster to close them).
+    import _thread
+
+    import distributed
+
+    from autodeuq.evaluation import DaskEvaluator
+
+    made = []
+    real = distributed.LocalCluster
+
+    def interrupted_while_starting(*args, **kwargs):
+        _thread.interrupt_main()  # a Ctrl-C, arriving while the workers start
+        time.sleep(0.5)
+        made.append(real(n_workers=1, threads_per_worker=1, processes=False,
+                         dashboard_address=None))
+        return made[-1]
+
+    monkeypatch.setattr(distributed, "LocalCluster", interrupted_while_starting)
+    with pytest.raises(KeyboardInterrupt):
+        DaskEvaluator(n_workers=1).start(data)
+    [cluster] = made
+    assert cluster.status.name == "closed"
+
+
 def test_no_cluster_is_started_while_a_worker_imports_the_main_module(data, monkeypatch):
     import multiprocessing
 

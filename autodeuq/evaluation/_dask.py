@@ -206,6 +206,50 @@ def _cluster_start_errors():
             "scheduler= a running cluster's address.") from exc
 
 
+def _start_whole(make):
+    """``make()`` (a cluster's start) in a thread of its own, so that a Ctrl-C cannot cut it
+    short: cut short inside distributed, the start went on in its event loop thread, worker
+    processes came up, and nothing held the cluster to close them (they outlived the fit,
+    each with its ports open). A Ctrl-C meanwhile waits for the start to end, closes the
+    cluster, then is raised; a second one is raised at once."""
+    made, running, done = {}, threading.Event(), threading.Event()
+
+    def run():
+        running.set()
+        try:
+            made["cluster"] = make()
+        except BaseException as exc:  # re-raised in the caller's thread
+            made["error"] = exc
+        finally:
+            done.set()
+
+    # Waited for on an Event, not Thread.join: a Ctrl-C inside join() makes Python 3.11 take
+    # the thread for ended while it still runs. One inside start() (which waits for the
+    # thread to run) counts as the first too, once the thread runs.
+    interrupted = None
+    try:
+        threading.Thread(target=run, name="autodeuq-cluster-start", daemon=True).start()
+    except KeyboardInterrupt as exc:
+        if not running.wait(1.0):
+            raise  # no start to wait for
+        interrupted = exc
+    while not done.is_set():
+        try:
+            done.wait(0.1)
+        except KeyboardInterrupt as exc:
+            if interrupted is not None:
+                raise  # the second: the user will not wait
+            interrupted = exc
+    if interrupted is not None:
+        logger.warning("interrupted: closing the Dask cluster that was starting")
+    if "error" in made:
+        raise made["error"]
+    if interrupted is not None:
+        _quietly(made["cluster"].close, "closing the embedded Dask cluster")
+        raise interrupted
+    return made["cluster"]
+
+
 class TorchThreads(WorkerPlugin):
     """Worker plugin: set torch's intra-op threads and warm torch up before the first trial.
 
@@ -459,15 +503,15 @@ class DaskEvaluator(Evaluator):
                 workers = _gpu_worker_specs(gpus, self.trials_per_device, **secure)
                 scheduler = {"cls": Scheduler, "options": {
                     "host": "127.0.0.1", "dashboard_address": "127.0.0.1:0", **secure}}
-                cluster = SpecCluster(workers=workers, scheduler=scheduler,
-                                      silence_logs=logging.ERROR,
-                                      security=secure.get("security"))
+                cluster = _start_whole(lambda: SpecCluster(
+                    workers=workers, scheduler=scheduler, silence_logs=logging.ERROR,
+                    security=secure.get("security")))
                 threads = max(1, available_cores() // len(workers))
             else:
                 n = self.n_workers_param or available_cores()
-                cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                                       host="127.0.0.1", dashboard_address="127.0.0.1:0",
-                                       silence_logs=logging.ERROR, **secure)
+                cluster = _start_whole(lambda: LocalCluster(
+                    n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
+                    dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR, **secure))
                 threads = max(1, available_cores() // n)
         return cluster, threads
 
@@ -512,9 +556,10 @@ class DaskEvaluator(Evaluator):
                 self._client = default_client()
             except ValueError:
                 self._cluster, threads = self._start_embedded()
+        try:
+            if self._client is None:  # the embedded cluster's
                 self._client = Client(self._cluster, set_as_default=False)
                 self._owns_client = True
-        try:
             self._register(TorchThreads(threads))
             self._register(_TrialStarts())
             if self._cluster is not None:
