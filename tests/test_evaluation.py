@@ -599,6 +599,32 @@ def test_workers_still_starting_are_no_alarm_but_workers_lost_are(monkeypatch, c
         ("WARNING", "the Dask cluster has workers again")]
 
 
+@pytest.mark.parametrize("had_workers", [False, True])
+def test_a_cluster_without_workers_is_told_apart_from_one_that_lost_them(monkeypatch,
+                                                                          had_workers):
+    # A cluster that never had a worker was told its workers were gone, and to read their
+    # logs for why they stopped.
+    from autodeuq.evaluation import DaskEvaluator
+    from autodeuq.exceptions import WorkersLostError
+
+    ticks = [0.0, 100.0]  # the first check, then 100 s on (and after)
+    monkeypatch.setattr(time, "monotonic", lambda: ticks.pop(0) if len(ticks) > 1 else ticks[0])
+    monkeypatch.setattr(DaskEvaluator, "n_workers", property(lambda self: 0))
+    evaluator = DaskEvaluator(no_workers_timeout=60)
+    evaluator._client = type("Client", (), {"scheduler": type("S", (), {"address": "tcp://x"})})
+    evaluator._had_workers = had_workers
+    assert evaluator._check_workers() is False
+    with pytest.raises(WorkersLostError) as info:
+        evaluator._check_workers()
+    if had_workers:
+        assert str(info.value).startswith("every worker of the Dask cluster at tcp://x is gone")
+    else:
+        assert str(info.value).startswith(
+            "the Dask cluster at tcp://x has no worker: none came in 100 s "
+            "(no_workers_timeout=60 s), so the search cannot start. Start workers for it")
+        assert "gone" not in str(info.value)
+
+
 @pytest.mark.parametrize(("status", "message", "kept"), [
     ("closing", "Failed to communicate with scheduler during heartbeat.", False),
     ("closed", "Failed to communicate with scheduler during heartbeat.", False),

@@ -688,12 +688,19 @@ class DaskEvaluator(Evaluator):
         """The :class:`WorkersLostError` for a cluster without a worker for ``seconds``."""
         from ..exceptions import WorkersLostError
 
+        wait_longer = (f"or wait longer with dask.config.set({{{NO_WORKERS_CONFIG!r}: "
+                       "'10 minutes'}).")
+        if not self._had_workers:  # none came since the fit started: none was lost
+            return WorkersLostError(
+                f"the Dask cluster at {self._address()} has no worker: none came in "
+                f"{seconds:.0f} s (no_workers_timeout={wait:g} s), so the search cannot start. "
+                "Start workers for it (e.g. `dask worker ADDRESS`, or the job that launches "
+                f"them), pass scheduler=None for an embedded cluster, {wait_longer}")
         return WorkersLostError(
             f"every worker of the Dask cluster at {self._address()} is gone: it has had none "
             f"for {seconds:.0f} s (no_workers_timeout={wait:g} s), so the search cannot go "
             f"on; {self.n_running} unfinished trial(s) are dropped. Start workers again (their "
-            "logs say why they stopped, e.g. memory), or wait longer with "
-            f"dask.config.set({{{NO_WORKERS_CONFIG!r}: '10 minutes'}}).")
+            f"logs say why they stopped, e.g. memory), {wait_longer}")
 
     def _await_workers(self):
         """Block until the cluster has a worker (see :meth:`_check_workers`)."""
