@@ -621,6 +621,7 @@ def test_unknown_algorithm(data, kind, algorithm):
 
 SEARCH_PARAMS = [
     ("nas", {"n_jobs": -2}, ValueError, "n_jobs must be an int >= 1 or None"),
+    ("nas", {"n_jobs": -1.0}, ValueError, "n_jobs must be an int >= 1 or None"),
     ("nas", {"backend": "mpi"}, ValueError, "backend must be one of ('dask', 'serial')"),
     ("nas", {"validation_fraction": 0.0}, ValueError, "validation_fraction must be in (0, 1)"),
     ("nas", {"validation_fraction": "0.2"}, ValueError, "validation_fraction must be in (0, 1)"),

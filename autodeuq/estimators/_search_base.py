@@ -163,7 +163,9 @@ class SearchRegressorBase(UncertaintyRegressorMixin, RegressorMixin, BaseEstimat
         if self.max_evals is None and self.time_budget is None:
             raise ValueError("max_evals and time_budget must not both be None: the search would "
                              "never end. Set max_evals=50, time_budget=300, or both.")
-        if self.n_jobs is not None and self.n_jobs != -1:
+        every_core = (isinstance(self.n_jobs, numbers.Integral)
+                      and not isinstance(self.n_jobs, bool) and self.n_jobs == -1)
+        if not every_core:  # -1.0 or True are no core counts
             check_int("n_jobs", self.n_jobs, "Use None or -1 for every core.", allow_none=True)
         if self.backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}; got {self.backend!r}. Use "
