@@ -8,7 +8,7 @@ of knowledge) parts.
 __version__ = "0.1.0.dev0"
 
 from .estimators import AutoDEUQRegressor, DeepEnsembleRegressor, GaussianMLPRegressor, NASRegressor
-from .persistence import load
+from .persistence import load, save
 from .uncertainty import NormalMixture, PredictiveUncertainty
 
 __all__ = [
@@ -20,6 +20,7 @@ __all__ = [
     "PredictiveUncertainty",
     "__version__",
     "load",
+    "save",
 ]
 
 

@@ -124,6 +124,8 @@ def test_saving_a_loaded_model_gives_the_same_bytes(saved, tmp_path, kind):
     # deterministic (no time stamps), so equal models give equal files.
     autodeuq.load(saved[kind]).save(tmp_path / "again.autodeuq")
     assert (tmp_path / "again.autodeuq").read_bytes() == saved[kind].read_bytes()
+    autodeuq.save(autodeuq.load(saved[kind]), tmp_path / "function.autodeuq")  # as load's pair
+    assert (tmp_path / "function.autodeuq").read_bytes() == saved[kind].read_bytes()
 
 
 def test_a_single_networks_fitted_attributes_round_trip(fitted, saved):
