@@ -519,6 +519,15 @@ def test_calibrate_intervals_bad_input(fitted, data):
 
 # -- parameters ---------------------------------------------------------------------------------
 
+@pytest.mark.parametrize("kind", NETWORKS)
+def test_hidden_layer_sizes_as_a_numpy_array(data, kind):
+    # As scikit-learn's MLPRegressor takes it (it was refused as no sequence of ints).
+    X, y = data
+    as_array = make(kind, hidden_layer_sizes=np.array([4, 3])).fit(X, y)
+    as_tuple = make(kind, hidden_layer_sizes=(4, 3)).fit(X, y)
+    np.testing.assert_array_equal(as_array.predict(X), as_tuple.predict(X))
+
+
 NETWORK_PARAMS = [
     ("hidden_layer_sizes", 3.5, ConfigError, "a sequence of ints"),
     ("hidden_layer_sizes", (0,), ConfigError, "an int >= 1"),

@@ -225,6 +225,8 @@ def layers_from_params(hidden_layer_sizes, activation="relu", dropout=0.0,
     """
     if _is_int(hidden_layer_sizes):
         hidden_layer_sizes = [hidden_layer_sizes]
+    if getattr(hidden_layer_sizes, "ndim", None) == 1 and hasattr(hidden_layer_sizes, "tolist"):
+        hidden_layer_sizes = hidden_layer_sizes.tolist()  # a numpy array, as sklearn's MLPs take
     if not isinstance(hidden_layer_sizes, (list, tuple)):
         _fail("hidden_layer_sizes", "a sequence of ints", hidden_layer_sizes,
               "Pass e.g. (64, 64); () gives a linear Gaussian model.")
