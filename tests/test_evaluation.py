@@ -829,6 +829,26 @@ def test_a_lost_bundle_retries_each_of_its_trials_then_records_them_lost():
     assert evaluator._pending == []
 
 
+def test_a_cancelled_trial_that_never_started_is_sent_again_without_spending_an_attempt(
+        monkeypatch):
+    # When the workers die, a trial still queued behind another loses its scattered data and
+    # is cancelled rather than killed: no worker is named, and it used to spend an attempt.
+    from autodeuq.evaluation import DaskEvaluator
+
+    evaluator = DaskEvaluator()
+    evaluator._client = object()  # only _started (stubbed) asks it
+    monkeypatch.setattr(DaskEvaluator, "_started", lambda self, worker=None: {"ran"})
+    queued, running = _Done("cancelled"), _Done("cancelled")
+    queued.key, running.key = "queued", "ran"
+    evaluator._futures[queued] = _metas([1])
+    evaluator._futures[running] = _metas([2])
+    assert evaluator._finish(queued, None) == []
+    assert evaluator._finish(running, None) == []
+    assert [(m["trial_id"], m["attempts"], m.get("requeued", 0))
+            for m in evaluator._pending] == [(1, 1, 1), (2, 2, 0)]
+    evaluator._client = None
+
+
 def test_a_bundled_trial_that_raises_fails_alone():
     from autodeuq.evaluation import DaskEvaluator
 

@@ -984,12 +984,18 @@ class DaskEvaluator(Evaluator):
 
     def _loss(self, exc, key):
         """``(started, memory)`` for the Dask task ``key`` lost with its worker (``exc``, a
-        ``KilledWorker``): whether it had started there (None: unknown), and the nanny's
-        reason if the worker was killed for exceeding its memory limit while it ran."""
+        ``KilledWorker``, or None for a cancelled task): whether it had started there
+        (anywhere, when cancelled; None: unknown), and the nanny's reason if the worker was
+        killed for exceeding its memory limit while it ran."""
         worker = getattr(exc, "last_worker", None)
         address, pid = getattr(worker, "address", None), getattr(worker, "pid", None)
-        if address is None or key is None:
+        if key is None:
             return None, None
+        if address is None:
+            # Cancelled (exc None; the scattered data was lost with the workers): no worker is
+            # named, but a task that no worker logged as started never ran.
+            started = self._started()
+            return (None if started is None else key in started), None
         started = self._started(address)
         if started is None or key not in started:
             return (None if started is None else False), None
