@@ -1,6 +1,7 @@
 """Tests for autodeuq.uncertainty against closed forms, scipy and scoringrules."""
 
 import pickle
+import warnings
 
 import numpy as np
 import pytest
@@ -77,6 +78,27 @@ def test_total_variance_matches_sample_variance():
     assert draws.shape == (200_000, 4)
     np.testing.assert_allclose(draws.mean(axis=0), mix.mean, atol=0.05 * mix.std.max())
     np.testing.assert_allclose(draws.var(axis=0), mix.var, rtol=0.03)
+
+
+def test_huge_weights_are_normalised_not_overflowed():
+    # Their sum overflowed to inf, and every weight became 0 (a mean of 0, an NLL of inf).
+    mix = NormalMixture([[0.0], [1.0]], [[1.0], [1.0]], [1e308, 1e308])
+    np.testing.assert_array_equal(mix.weights, [0.5, 0.5])
+    np.testing.assert_array_equal(mix.mean, [0.5])
+
+
+@pytest.mark.parametrize(("means", "stds", "message"), [
+    ([1.0], [1e-200], r"stds must lie in \[1e-154, 1e\+153\] \(their squares, the variances, "
+                      r"must stay finite and nonzero in float64\); got values from 1e-200"),
+    ([0.0], [1e200], r"stds must lie in \[1e-154, 1e\+153\]"),
+    ([[1e200], [-1e200]], [[1.0], [1.0]], r"means must have every \|value\| <= 1e\+153"),
+])
+def test_stds_and_means_whose_squares_leave_float64_are_refused(means, stds, message):
+    # They gave a total std of 0 (or inf), and a later call blamed "stds must be > 0".
+    with pytest.raises(ValueError, match=message) as info:
+        NormalMixture(means, stds)
+    assert "Rescale the target, and the predictions, by a power of ten." in str(info.value)
+    NormalMixture([1e150], [1e-150]).interval(0.9)  # far, but inside: works
 
 
 def test_weights_are_respected():
@@ -221,6 +243,20 @@ def test_ppf_is_monotone_and_identical_components():
     assert np.all(np.diff(xs, axis=0) > 0)
     same = NormalMixture(np.full((3, 4), 2.0), np.full((3, 4), 0.5))
     np.testing.assert_allclose(same.ppf(0.9), stats.norm.ppf(0.9, 2.0, 0.5), rtol=1e-12)
+
+
+def test_ppf_is_exact_where_wide_and_narrow_components_mix():
+    # The stopping tolerance was set from the first guess, which a component a million wide
+    # threw to 5e4: the answer stopped 4e-11 short, over a million times the float spacing
+    # there (the exact value is from a 200-step mpmath bisection).
+    means = [[-1.8732420280647817], [0.005309782766499629], [-109.68423906280773],
+             [0.124769204858531]]
+    stds = [[613923.1912660379], [186240.69736514325], [6.164042386651656e-05],
+            [3.0516962905415322e-05]]
+    weights = [0.11394722601136593, 0.13702842601473234, 0.29898609184034464,
+               0.4500382561335571]
+    x = NormalMixture(means, stds, weights).ppf(0.7)[0]
+    assert abs(x - 0.12477790616029255) < 1e-15
 
 
 @pytest.mark.parametrize("level", [0.5, 0.9, 0.99])
@@ -385,6 +421,17 @@ def test_fit_std_scale_recovers_the_missing_factor():
     assert fit_std_scale(y, calibrated) == pytest.approx(1.0, abs=0.02)
     with pytest.raises(TypeError, match="NormalMixture"):
         fit_std_scale(y, means)
+
+
+def test_fit_std_scale_warns_at_its_bound():
+    # The factor is searched in [e^-3, e^3]; at the bound it was returned without a word.
+    y = np.random.default_rng(0).normal(size=500)
+    far = NormalMixture(np.zeros(500), np.full(500, 0.01))  # a hundred times too narrow
+    with pytest.warns(UserWarning, match=r"at or beyond its bound, e\^3 = 20\.1"):
+        assert fit_std_scale(y, far) == pytest.approx(np.exp(3.0), rel=1e-3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fit_std_scale(y, NormalMixture(np.zeros(500), np.full(500, 0.5)))  # inside: silent
 
 
 def test_fit_std_scale_widen_only_never_narrows():
@@ -592,9 +639,17 @@ def test_calibrated_levels_are_nested_and_open_where_the_sample_is_too_small():
     assert np.all(np.isfinite(_calibrated_interval(model, np.linspace(0, 1, 5), 0.9)))
 
 
+def test_a_tiny_coverage_keeps_one_rank_inside():
+    # ceil((n + 1) * 1e-11) was 0 ranks: an empty interval, below the coverage it promised.
+    lower, upper = calibrated_levels(np.linspace(0.05, 0.95, 10), 1e-11)
+    assert upper > lower
+
+
 @pytest.mark.parametrize(("pits", "coverage", "message"), [
     (np.array([0.2, 1.5]), 0.9, r"pits must lie in \[0, 1\]; got values from 0.2 to 1.5"),
-    (np.array([0.2, np.nan]), 0.9, r"pits must lie in \[0, 1\]"),
+    (np.array([0.2, np.nan]), 0.9, r"pits must lie in \[0, 1\]; got 1 NaN value\(s\)"),
+    (["a", "b"], 0.9, r"pits must be numbers in \[0, 1\]; got list with a value that is not "
+                      r"one"),
     (np.array([0.5]), 0.9, r"pits must be a 1-D array of at least 2 values; got shape \(1,\)"),
     (np.full((3, 2), 0.5), 0.9, r"at least 2 values; got shape \(3, 2\)"),
     (np.full(10, 0.5), 1.0, r"coverage must be a float in \(0, 1\); got 1.0"),

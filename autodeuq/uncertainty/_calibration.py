@@ -3,6 +3,7 @@ deviation (the NLL), and the quantile levels of calibrated intervals."""
 
 import math
 import numbers
+import warnings
 
 import numpy as np
 from scipy.optimize import minimize_scalar
@@ -40,7 +41,9 @@ def fit_std_scale(y_true, y_pred, widen_only=False):
     Returns
     -------
     float
-        ``s > 0``; 1 means the predictions were already calibrated in NLL.
+        ``s > 0``; 1 means the predictions were already calibrated in NLL. The factor is
+        searched in ``[e^-3, e^3]`` (about 0.05 to 20), far beyond any honest miscalibration;
+        a ``UserWarning`` says when the best one lies at that bound.
     """
     if not isinstance(y_pred, NormalMixture):
         raise TypeError(f"y_pred must be a NormalMixture; got {type(y_pred).__name__}.")
@@ -55,6 +58,13 @@ def fit_std_scale(y_true, y_pred, widen_only=False):
                              options={"xatol": 1e-4})
     # Keep 1 unless scaling really helps (a flat loss must not drift the factor).
     scale = float(np.exp(result.x)) if result.fun < loss(0.0) else 1.0
+    if abs(math.log(scale)) > _LOG_BOUND - 1e-3:
+        warnings.warn(
+            f"fit_std_scale: the factor on the stds that fits the held-out data best lies at or "
+            f"beyond its bound, e^{_LOG_BOUND:g} = {math.exp(_LOG_BOUND):.1f} (or its inverse); "
+            f"{scale:.4g} is returned. Predictions that far from calibrated point to members "
+            "that did not learn the noise, or held-out data unlike the training data.",
+            UserWarning, stacklevel=2)
     return max(1.0, scale) if widen_only else scale
 
 
@@ -105,19 +115,30 @@ def calibrated_levels(pits, coverage=0.9):
         < 2``), the level on the lower side, or on both, is ``1e-12`` from 0 or 1: an
         interval as wide as the distribution can say.
     """
-    pits = np.asarray(pits, dtype=np.float64)
+    try:
+        pits = np.asarray(pits, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"pits must be numbers in [0, 1]; got {type(pits).__name__} with a "
+                         f"value that is not one ({exc}). Pass NormalMixture.cdf(y) of "
+                         "held-out points.") from None
     if pits.ndim != 1 or pits.size < 2:
         raise ValueError(f"pits must be a 1-D array of at least 2 values; got shape "
                          f"{pits.shape}. Pass NormalMixture.cdf(y) of held-out points.")
+    if np.isnan(pits).any():
+        raise ValueError(f"pits must lie in [0, 1]; got {int(np.isnan(pits).sum())} NaN "
+                         "value(s). Pass NormalMixture.cdf(y) of held-out points with finite "
+                         "targets.")
     if not np.all((pits >= 0.0) & (pits <= 1.0)):
-        raise ValueError(f"pits must lie in [0, 1]; got values from {float(np.nanmin(pits))} to "
-                         f"{float(np.nanmax(pits))}. Pass NormalMixture.cdf(y) of held-out points.")
+        raise ValueError(f"pits must lie in [0, 1]; got values from {float(np.min(pits))} to "
+                         f"{float(np.max(pits))}. Pass NormalMixture.cdf(y) of held-out points.")
     check_coverage(coverage)
     pits = np.sort(pits)
     n = pits.size
     # 1-based ranks (0 and n + 1: beyond the sample); the slack keeps an exact product such
     # as 20 * 0.9 from rounding to the wrong side (18.000000000000004 is 18).
-    inside = math.ceil((n + 1) * coverage - 1e-9)  # at most n + 1: coverage < 1
+    # At most n + 1 (coverage < 1); at least 1, so that an interval of a tiny coverage keeps
+    # its guarantee (0 ranks inside is an empty interval).
+    inside = max(1, math.ceil((n + 1) * coverage - 1e-9))
     low = (n + 1 - inside) // 2
     high = low + inside
     lower = pits[low - 1] if low >= 1 else 0.0

@@ -10,6 +10,9 @@ from sklearn.utils import check_random_state
 _LOG_SQRT_2PI = 0.5 * np.log(2.0 * np.pi)
 _PPF_RTOL = 4 * np.finfo(np.float64).eps
 _PPF_MAX_ITER = 200
+# Stds (and |means|) whose squares float64 holds: nonzero above 1e-154, and finite, with the
+# spread of means added, below 1e153.
+_STD_RANGE = (1e-154, 1e153)
 
 
 def _describe(a):
@@ -66,6 +69,9 @@ def _check_weights(weights, n_components):
     _check_finite(w, "weights")
     if np.any(w < 0):
         raise ValueError(f"weights must be >= 0; got min {w.min():g}. Pass non-negative weights.")
+    largest = w.max()
+    if largest > 0:  # scaled first: a sum of huge weights overflows to inf (and w / inf to 0)
+        w = w / largest
     total = w.sum()
     if not total > 0:
         raise ValueError(
@@ -73,6 +79,24 @@ def _check_weights(weights, n_components):
             f"component a positive weight."
         )
     return w / total
+
+
+def _check_squares(mu, sd):
+    """Refuse stds and means whose squares (the variances, the means' spread) leave float64:
+    the moments would be 0 or infinite, and every metric after them wrong."""
+    if sd.size and not (sd.min() >= _STD_RANGE[0] and sd.max() <= _STD_RANGE[1]):
+        raise ValueError(
+            f"stds must lie in [{_STD_RANGE[0]:g}, {_STD_RANGE[1]:g}] (their squares, the "
+            f"variances, must stay finite and nonzero in float64); got values from "
+            f"{sd.min():g} to {sd.max():g}. Rescale the target, and the predictions, by a "
+            f"power of ten."
+        )
+    if mu.size and np.abs(mu).max() > _STD_RANGE[1]:
+        raise ValueError(
+            f"means must have every |value| <= {_STD_RANGE[1]:g} (their spread's square must "
+            f"stay finite in float64); got {np.abs(mu).max():g}. Rescale the target, and the "
+            f"predictions, by a power of ten."
+        )
 
 
 def _frozen(a):
@@ -223,6 +247,7 @@ class NormalMixture:
                 f"deviations, not variances or log-variances, and floor them at a small "
                 f"positive value."
             )
+        _check_squares(mu, sd)
         w = _check_weights(weights, mu.shape[0])
         self._means = _frozen(mu)
         self._stds = _frozen(sd)
@@ -390,11 +415,13 @@ class NormalMixture:
         # the upper half, so both tails keep full relative precision.
         upper = q > 0.5
         target = np.where(upper, 1.0 - q, q)
-        tol = _PPF_RTOL * (np.abs(x) + sd.min(axis=0))
+        # The tolerance follows x (not the first guess, which a very wide component can
+        # throw far out): a few ulps of the answer, or of the narrowest component's std.
+        floor = sd.min(axis=0)
         idx = np.flatnonzero(hi > lo)
         # Per-point state; point j lives in column j (last axis) of every array.
-        mu, sd, x, lo, hi, upper, target, tol = (
-            a[..., idx] for a in (mu, sd, x, lo, hi, upper, target, tol)
+        mu, sd, x, lo, hi, upper, target, floor = (
+            a[..., idx] for a in (mu, sd, x, lo, hi, upper, target, floor)
         )
         step = hi - lo
         step_old = step.copy()
@@ -420,13 +447,14 @@ class NormalMixture:
             x_new = np.where(bisect, 0.5 * (lo + hi), newton)
             step_old, step = step, x_new - x
             x = x_new
+            tol = _PPF_RTOL * (np.abs(x) + floor)
             done = (np.abs(step) <= tol) | (g == 0) | (hi - lo <= tol)
             if np.any(done):
                 out[idx[done]] = x[done]
                 keep = ~done
-                mu, sd, x, lo, hi, upper, target, tol, step, step_old, idx = (
+                mu, sd, x, lo, hi, upper, target, floor, step, step_old, idx = (
                     a[..., keep]
-                    for a in (mu, sd, x, lo, hi, upper, target, tol, step, step_old, idx)
+                    for a in (mu, sd, x, lo, hi, upper, target, floor, step, step_old, idx)
                 )
         out[idx] = x
         return out
