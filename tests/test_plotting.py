@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy.stats import norm
-from sklearn.linear_model import BayesianRidge
+from sklearn.linear_model import BayesianRidge, LinearRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -239,11 +239,31 @@ def test_bands_as_error_bars_take_their_own_keyword_arguments(pipeline, frame_da
     ({"feature": "sorted", "X_train": np.zeros((2, 2)), "y_train": [0, 1]},
      "X_train needs a feature on the horizontal axis"),
     ({"margin": -1}, "margin must be a number >= 0"),
+    ({"feature": "a", "grid_resolution": 1}, r"grid_resolution must be an int >= 2; got 1"),
 ])
 def test_bands_bad_arguments_fail_before_predicting(pipeline, frame_data, kwargs, match):
     X, _ = frame_data
     with pytest.raises(ValueError, match=match):
         PredictiveBandsDisplay.from_estimator(pipeline, X, **kwargs)
+
+
+def test_bands_of_a_one_feature_model_in_row_order_need_no_grid(models, toy):
+    # grid="auto" meant a grid for any one-feature model, then refused it with 'sorted'.
+    X, _, _, _ = toy
+    display = PredictiveBandsDisplay.from_estimator(models["ensemble"], X, feature="sorted")
+    assert display.positions == "sorted"
+    assert len(display.x) == len(X)
+
+
+def test_bands_at_one_point_are_drawn_as_an_error_bar(models, toy):
+    # A filled band at one position drew nothing, with the legend still listing the bands.
+    X, y, _, _ = toy
+    for display in (PredictiveBandsDisplay.from_predictions([0.3], [1.0], [0.5], [0.4], [0.3]),
+                    PredictiveBandsDisplay.from_estimator(models["ensemble"], X[:1], y[:1],
+                                                          grid=False)):
+        assert display.ax_.containers  # the error bars
+    display = PredictiveBandsDisplay.from_estimator(models["ensemble"], X, y)
+    display.plot(shade_gaps=np.True_)  # a numpy bool, as std_panel takes one
 
 
 def test_bands_need_an_estimator_that_predicts_uncertainty(frame_data):
@@ -296,6 +316,12 @@ def test_calibration_from_a_mixture_and_from_any_return_std_regressor(models, to
     assert len(ridge.expected) == 21
     with pytest.raises(ValueError, match="y_std is required when y_pred holds means"):
         CalibrationDisplay.from_predictions(y, y)
+    # A Pipeline is checked at its last step (it passed, then predict failed on return_std).
+    with pytest.raises(TypeError, match="estimator must predict a distribution"):
+        CalibrationDisplay.from_estimator(
+            make_pipeline(StandardScaler(), LinearRegression()).fit(Xf, yf), Xf, yf)
+    CalibrationDisplay.from_estimator(make_pipeline(StandardScaler(), BayesianRidge()).fit(
+        Xf, yf), Xf, yf)
 
 
 # -- search trajectory -----------------------------------------------------------------------

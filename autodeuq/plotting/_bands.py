@@ -230,14 +230,14 @@ class PredictiveBandsDisplay:
         column = _resolve_feature(feature, n_features, names)
         if not (isinstance(grid, bool) or (isinstance(grid, str) and grid == "auto")):
             raise ValueError(f"grid must be 'auto', True or False; got {grid!r}.")
-        if grid == "auto":
-            grid = n_features == 1
+        if grid == "auto":  # a grid where the model is drawn against its one feature
+            grid = n_features == 1 and column not in ORDERS
         if grid and (n_features != 1 or column in ORDERS):
             raise ValueError(f"grid=True needs a model of one feature drawn against it; got "
                              f"{n_features} features and feature={feature!r}. Pass grid=False "
                              "to predict at the rows of X.")
         grid_resolution = check_int("grid_resolution", grid_resolution,
-                                             "Use e.g. 400 points.")
+                                    "Use e.g. 400 points.", low=2)
         if (isinstance(margin, bool) or not isinstance(margin, numbers.Real)
                 or not 0.0 <= margin < np.inf):
             raise ValueError(f"margin must be a number >= 0 (a fraction of the data's range); "
@@ -396,8 +396,10 @@ class PredictiveBandsDisplay:
             raise ValueError("std_panel=True needs two Axes (bands, standard deviations); got "
                              "one. Pass ax=(ax_bands, ax_std), or std_panel=False.")
         style = check_choice("style", style, ("auto", "fill", "errorbar"))
-        if style == "auto":
-            style = "fill" if self.connected else "errorbar"
+        if style == "auto":  # a band needs two positions to be seen
+            style = "fill" if self.connected and np.size(self.x) > 1 else "errorbar"
+        if isinstance(shade_gaps, np.bool_):
+            shade_gaps = bool(shade_gaps)
         if not (isinstance(shade_gaps, bool) or shade_gaps == "auto"):
             raise ValueError(f"shade_gaps must be 'auto', True or False; got {shade_gaps!r}.")
         seen = self.x_train if self.x_train is not None else self.x_data

@@ -40,11 +40,12 @@ def _check_estimator(estimator):
         return
     import inspect
 
-    predict = getattr(estimator, "predict", None)
+    final = estimator  # a Pipeline hands return_std to its last step's predict
+    while hasattr(final, "steps") and final.steps:
+        final = final.steps[-1][1]
+    predict = getattr(final, "predict", None)
     try:
-        accepts = predict is not None and (
-            "return_std" in inspect.signature(predict).parameters
-            or hasattr(estimator, "steps"))
+        accepts = predict is not None and "return_std" in inspect.signature(predict).parameters
     except (TypeError, ValueError):
         accepts = False
     if not accepts:
