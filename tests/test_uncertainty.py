@@ -485,6 +485,10 @@ def test_regression_report():
         ({"means": np.zeros((0, 3)), "stds": np.zeros((0, 3))}, "means must have shape"),
         ({"means": np.zeros((2, 3, 1)), "stds": np.ones((2, 3, 1))}, "means must have shape"),
         ({"means": ["a", "b"], "stds": [1.0, 1.0]}, "means must be array-like"),
+        ({"means": [[0.0, 1.0], [0.0]], "stds": [1.0, 1.0]},
+         r"means must be array-like of real numbers; got list \(setting an array element "
+         r"with a sequence.*every row of the same length"),
+        ({"means": [1j, 1j], "stds": [1.0, 1.0]}, "not 'complex'"),
         ({"weights": [1.0]}, r"weights must have shape \(2,\)"),
         ({"weights": [1.0, -1.0]}, "weights must be >= 0"),
         ({"weights": [0.0, 0.0]}, "weights must have a positive sum"),

@@ -29,8 +29,8 @@ def _as_float_array(x, name):
         return np.array(x, dtype=np.float64)
     except (TypeError, ValueError) as exc:
         raise ValueError(
-            f"{name} must be array-like of real numbers; got {type(x).__name__}. "
-            f"Pass a numpy array or a list of floats."
+            f"{name} must be array-like of real numbers; got {type(x).__name__} ({exc}). "
+            f"Pass a numpy array or a list of floats, every row of the same length."
         ) from exc
 
 
