@@ -159,6 +159,21 @@ def test_failures_are_recorded_and_do_not_crash(make):
     assert search.best.objective == min(r.objective for r in history if r.ok)
 
 
+@pytest.mark.parametrize("space", [
+    {"num_layers": 1, "units_1": 8, "learning_rate": Float(1e-3, 1e-2, log=True)},
+    {"num_layers": 1, "units_1": 8},
+], ids=["fixed architecture", "constant"])
+def test_a_fixed_architecture_or_a_constant_space_goes_on(make, space):
+    # Evolution mutated a tournament winner with nothing to change: AgEBO, the default
+    # search, failed mid-fit once n_initial trials were in, when only training was searched.
+    search = make(SearchSpace.coerce(space))
+    trials = run(search, 30, lambda config: abs(np.log(config.get("learning_rate", 3e-3) / 3e-3)))
+    assert len(trials) == 30
+    assert {(t.config["num_layers"], t.config["units_1"]) for t in trials} == {(1, 8)}
+    if "learning_rate" in space:
+        assert len({t.config["learning_rate"] for t in trials}) > 1
+
+
 def test_only_failures(make):
     search = make()
     for _ in range(30):

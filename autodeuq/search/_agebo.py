@@ -114,9 +114,11 @@ class AgEBO(Search):
             return {}
         if len(self._population) < min(self.n_initial, self.population_size):
             return self._architecture_space.sample(self._rng)
-        parent = _tournament(self._population, self.sample_size, self._rng)
-        return self._architecture_space.mutate(
-            _project(parent.config, self.architecture_names), self._rng)
+        parent = _project(_tournament(self._population, self.sample_size, self._rng).config,
+                          self.architecture_names)
+        if not self._architecture_space.is_mutable(parent):  # a fixed architecture: keep it
+            return self._architecture_space.sample(self._rng)
+        return self._architecture_space.mutate(parent, self._rng)
 
     def _propose_training(self):
         if self._training_space is None:

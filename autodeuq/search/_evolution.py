@@ -88,6 +88,8 @@ class AgingEvolution(Search):
         if len(self._population) < min(self.n_initial, self.population_size):
             return self.space.sample(self._rng)
         parent = _tournament(self._population, self.sample_size, self._rng)
+        if not self.space.is_mutable(parent.config):  # a constant space: nothing to change
+            return self.space.sample(self._rng)
         return self.space.mutate(parent.config, self._rng)
 
     def _on_tell(self, result):

@@ -512,6 +512,11 @@ class SearchSpace:
             rejected[i] += 1
         self._unsatisfiable("draws", rejected)
 
+    def is_mutable(self, config):
+        """Whether :meth:`mutate` can change ``config``: one of its active dimensions has
+        more than one value (a fixed architecture, say, has none)."""
+        return any(not self._dimensions[n].is_constant for n in self.active(config))
+
     def mutate(self, config, rng):
         """Change one active, non-constant dimension of ``config`` to a neighbouring value.
 
@@ -542,7 +547,8 @@ class SearchSpace:
         candidates = [n for n in self.active(config) if not self._dimensions[n].is_constant]
         if not candidates:
             _fail("config", "a configuration with an active, non-constant dimension", config,
-                  "Add a dimension with more than one value to the space.")
+                  "Add a dimension with more than one value to the space, or check "
+                  "is_mutable(config) first.")
         rejected = Counter()
         for _ in range(self.max_tries):
             name = candidates[int(rng.integers(len(candidates)))]
