@@ -237,6 +237,23 @@ def test_a_search_object_is_left_as_it_was_and_resumes(regression_data, tmp_path
     assert list(resumed.search_results_["job_id"]) == [0, 1, 2, 3]
 
 
+def test_a_search_object_searches_its_own_space_and_another_search_space_is_refused(
+        regression_data):
+    # search_space was ignored for the object's own space (the default one, for AgEBO()),
+    # and checked instead of it.
+    from autodeuq.search import AgEBO
+    from autodeuq.space import SearchSpace
+
+    X, y, _, _ = regression_data
+    with pytest.raises(ValueError, match=r"search_space must be None or the space of the search "
+                                         r"object given as algorithm \(AgEBO searches its own "
+                                         r"space\)"):
+        nas(algorithm=AgEBO(n_initial=2), max_evals=2).fit(X, y)  # AgEBO(): the default space
+    own = nas(algorithm=AgEBO(SearchSpace.coerce(TINY_SPACE), n_initial=2), search_space=None,
+              max_evals=3).fit(X, y)
+    assert own.search_results_["p:units_1"].between(4, 16).all()
+
+
 def test_interrupt_keeps_finished_trials_and_resume_reaches_the_budget(regression_data, tmp_path,
                                                                        monkeypatch):
     from autodeuq.evaluation import _journal

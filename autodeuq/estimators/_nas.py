@@ -37,7 +37,8 @@ class NASRegressor(SearchRegressorBase):
     algorithm : str, Search or Search subclass, default="agebo"
         ``"random"``, ``"evolution"`` (aging evolution), ``"bo"`` (Bayesian optimization) or
         ``"agebo"`` (evolution for the architecture, BO for the training hyperparameters).
-        A search object is copied at each fit, which leaves it as it was.
+        A search object is copied at each fit, which leaves it as it was; it searches its own
+        space (``search_space`` must then be None or that space).
     max_evals : int or None, default=50
         Candidates to train. The search stops at ``max_evals`` or ``time_budget``, whichever
         comes first.

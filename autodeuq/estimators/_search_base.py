@@ -33,7 +33,7 @@ from ..evaluation._progress import SearchProgress
 from ..evaluation._train import network_config
 from ..exceptions import AutoDEUQError, SchedulerConnectionError, WorkersLostError
 from ..search import Search, make_search
-from ..space import Categorical, Int, check_space, to_flat_config
+from ..space import Categorical, Int, SearchSpace, check_space, to_flat_config
 from ..uncertainty import fit_std_scale
 from ._base import (
     UncertaintyRegressorMixin,
@@ -190,7 +190,18 @@ class SearchRegressorBase(UncertaintyRegressorMixin, RegressorMixin, BaseEstimat
                              f"held-out data; got {fraction!r}. A typical value is 0.2.")
         self._check_checkpoint_dir()
         # Every value the space allows must make a network: refused now, not trial by trial.
-        return check_space(self.search_space)
+        if not isinstance(self.algorithm, Search):
+            return check_space(self.search_space)
+        # A search object searches its own space: that is the one to check, and a different
+        # search_space would be ignored.
+        if self.search_space is not None and SearchSpace.coerce(
+                self.search_space) != self.algorithm.space:
+            raise ValueError(
+                f"search_space must be None or the space of the search object given as "
+                f"algorithm ({type(self.algorithm).__name__} searches its own space); got "
+                "another space. Pass search_space=None, or build the search object on this "
+                "space, e.g. algorithm=AgEBO(search_space).")
+        return check_space(self.algorithm.space)
 
     def _check_checkpoint_dir(self):
         directory = self.checkpoint_dir
