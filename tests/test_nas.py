@@ -254,6 +254,18 @@ def test_a_search_object_searches_its_own_space_and_another_search_space_is_refu
     assert own.search_results_["p:units_1"].between(4, 16).all()
 
 
+def test_initial_configs_of_numpy_values_are_journaled(regression_data, tmp_path):
+    # As a row of search_results_ gives them: the journal's JSON failed on np.int64 after
+    # the first trial had trained.
+    X, y, _, _ = regression_data
+    first = nas(max_evals=1).fit(X, y).search_results_.iloc[0]
+    config = {name[2:]: first[name] for name in first.index if name.startswith("p:")}
+    assert isinstance(config["units_1"], np.integer)
+    est = nas(max_evals=2, initial_configs=[config], checkpoint_dir=tmp_path).fit(X, y)
+    assert est.search_results_["p:units_1"].iloc[0] == config["units_1"]
+    assert len((tmp_path / "journal.jsonl").read_text().splitlines()) == 2
+
+
 def test_interrupt_keeps_finished_trials_and_resume_reaches_the_budget(regression_data, tmp_path,
                                                                        monkeypatch):
     from autodeuq.evaluation import _journal

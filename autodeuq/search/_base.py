@@ -28,6 +28,7 @@ import operator
 import numpy as np
 
 from ..space import SearchSpace
+from ..space._dimensions import _plain
 from ..space._space import config_key
 
 __all__ = ["STATUSES", "Result", "Search", "Trial"]
@@ -241,7 +242,9 @@ class Search(abc.ABC):
             If ``config`` is not valid in the space.
         """
         self.space.validate(config)
-        self._queue.append(dict(config))
+        # Python values, as the search's own proposals hold (numpy scalars, e.g. from a row of
+        # search_results_, would stop the journal's JSON after the trial trained).
+        self._queue.append({name: _plain(value) for name, value in config.items()})
 
     def _is_new(self, config):
         """Whether ``config`` was never asked."""
