@@ -743,6 +743,12 @@ BAD_SPACES = [
      "['units_2'] is missing"),
     ("unconditioned layer", {**SPACE, "num_layers": Int(1, 2), "units_2": Int(4, 8)},
      ConfigError, "['units_2'] must be inactive when num_layers = 1"),
+    # Between the bounds (checked there only, it failed trial by trial at num_layers = 2).
+    ("missing layer inside the range", SearchSpace(
+        {**SPACE, "num_layers": Int(1, 3), "units_2": Int(4, 8), "units_3": Int(4, 8)},
+        conditions={"units_2": Condition("num_layers", ">=", 3),
+                    "units_3": Condition("num_layers", ">=", 3)}),
+     ConfigError, "num_layers can be 2 but ['units_2'] is missing"),
 ]
 
 

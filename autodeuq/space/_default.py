@@ -247,6 +247,11 @@ def _layer_of(name):
     return None
 
 
+# Layer counts an Int num_layers is checked at, each of them, up to this many (beyond, at its
+# bounds only: a deeper range than any search needs).
+_LAYER_COUNTS_CHECKED = 64
+
+
 def _probe_values(dimension):
     """The values to check of a dimension: the bounds of a range, every choice of a set (the
     rules of a network configuration are intervals or sets, so these are enough)."""
@@ -263,7 +268,8 @@ def check_space(space):
     dimensions that do not match ``num_layers`` would only fail trial by trial, after the
     workers started. This refuses it at once: each range is checked at its bounds and each
     categorical dimension at every choice, against the rules of
-    :func:`autodeuq.nn.normalize_config`. Constraints are not called.
+    :func:`autodeuq.nn.normalize_config`, and the per-layer dimensions at every value of
+    ``num_layers``. Constraints are not called.
 
     Parameters
     ----------
@@ -318,6 +324,11 @@ def check_space(space):
                                   f"which no network can take: {exc}") from None
     if "num_layers" in dimensions:
         counts = _probe_values(dimensions["num_layers"])
+        layers = dimensions["num_layers"]
+        if isinstance(layers, Int) and layers.high - layers.low <= _LAYER_COUNTS_CHECKED:
+            # Every count: a condition's threshold can leave a layer's units out between the
+            # bounds (units_2 active from num_layers 3 only, num_layers 2 allowed).
+            counts = list(range(layers.low, layers.high + 1))
     else:  # to_network_config infers it from the deepest layer key
         counts = [max((_layer_of(name) or 0) for name in dimensions)] if dimensions else []
     for n in counts:
