@@ -514,13 +514,36 @@ def test_a_custom_selector_gets_one_gaussian_per_candidate_of_several_networks()
     np.testing.assert_allclose(got_vars, np.full((2, 2), 2.0))  # 1 + spread 1
 
 
-def test_a_selector_returning_nonsense_is_caught():
+@pytest.mark.parametrize("returned", [
+    (np.array([0, 0]), np.array([0.5, 0.5])),  # a repeat
+    ([0.7, 1.9], [0.5, 0.5]),  # float indices were cut to [0, 1]
+    (np.array([True]), [1.0]),  # a bool was taken for index 1
+    ([0], ["1"]),  # text was taken for a weight
+    None,  # these failed inside the check, with Python's words
+    ([0], [1.0], "x"),
+    (["a"], [1.0]),
+    ([2**70], [1.0]),
+], ids=["repeat", "float indices", "bool index", "text weight", "None", "three", "text index",
+        "huge index"])
+def test_a_selector_returning_nonsense_is_caught(returned):
     class Broken(Selector):
         def _select(self, y, means, variances, objectives):
-            return np.array([0, 0]), np.array([0.5, 0.5])
+            return returned
 
-    with pytest.raises(RuntimeError, match=r"Broken\._select must return distinct indices"):
+    with pytest.raises(RuntimeError, match=r"Broken\._select must return \(indices, weights\): "
+                                           r"distinct int indices in \[0, 3\).*Fix the "
+                                           r"selector\."):
         Broken().select(np.zeros(2), np.zeros((3, 2)), np.ones((3, 2)))
+
+
+def test_a_selectors_float32_weights_are_taken():
+    # They sum to 1 within float32's precision, not float64's: refused before.
+    class Float32(Selector):
+        def _select(self, y, means, variances, objectives):
+            return np.arange(3), np.full(3, 1 / 3, dtype=np.float32)
+
+    _, weights = Float32().select(np.zeros(2), np.zeros((3, 2)), np.ones((3, 2)))
+    assert weights.sum() == pytest.approx(1.0, abs=1e-15)
 
 
 # --------------------------------------------------------------------------- make_selector

@@ -165,10 +165,21 @@ class Selector(abc.ABC):
         y, mu, var, obj = _check_inputs(y_valid, means, variances, objectives)
         if mu.ndim == 3 and not self.takes_networks:
             mu, var = _moments(mu, var)
-        indices, weights = self._select(y, mu, var, obj)
-        indices = np.asarray(indices, dtype=np.intp)
-        weights = np.asarray(weights, dtype=np.float64)
+        returned = self._select(y, mu, var, obj)
         n = mu.shape[0]
+        rule = (f"{type(self).__name__}._select must return (indices, weights): distinct int "
+                f"indices in [0, {n}) and positive real weights summing to 1, of the same "
+                "length")
+        try:
+            indices, weights = returned
+            # Ints and reals as given: a float index or a text weight is no silent cast.
+            indices, weights = np.asarray(indices), np.asarray(weights)
+            if indices.dtype.kind not in "iu" or weights.dtype.kind not in "iuf":
+                raise TypeError
+            indices = indices.astype(np.intp, casting="safe")
+            weights = weights.astype(np.float64)
+        except (TypeError, ValueError):
+            raise RuntimeError(f"{rule}; got {returned!r}. Fix the selector.") from None
         if (
             indices.ndim != 1
             or indices.shape != weights.shape
@@ -177,14 +188,14 @@ class Selector(abc.ABC):
             or indices.min() < 0
             or indices.max() >= n
             or not np.all(weights > 0)
-            or not np.isclose(weights.sum(), 1.0, rtol=0, atol=1e-9)
+            # float32 weights sum to 1 within their own precision
+            or not np.isclose(weights.sum(), 1.0, rtol=0, atol=1e-6)
         ):
             raise RuntimeError(
-                f"{type(self).__name__}._select must return distinct indices in [0, {n}) and "
-                f"positive weights summing to 1, of the same length; got indices "
-                f"{indices!r} and weights {weights!r}. Fix the selector."
+                f"{rule}; got indices {indices!r} and weights {weights!r} (sum "
+                f"{weights.sum()!r}). Fix the selector."
             )
-        return indices, weights
+        return indices, weights / weights.sum()
 
     @abc.abstractmethod
     def _select(self, y, means, variances, objectives):
