@@ -109,6 +109,8 @@ def test_tutorial_random_state():
         pytest.param({"noise": 0.5}, "noise", id="noise-scalar"),
         pytest.param({"noise": None}, "noise", id="noise-none"),
         pytest.param({"noise": (float("nan"), 1.0)}, "noise", id="noise-nan"),
+        pytest.param({"noise": ("a", "b")}, "noise", id="noise-text"),
+        pytest.param({"random_state": -1}, "random_state", id="negative-seed"),
     ],
 )
 def test_tutorial_invalid_arguments(kwargs, name):
@@ -182,6 +184,43 @@ def test_load_uci_missing_arrays(tmp_path):
     _write(tmp_path / "broken.npz", X=np.zeros((3, 2)), y=np.zeros(3))
     with pytest.raises(ValueError, match=r"must hold arrays X, y and test_mask.*\['test_mask'\]"):
         load_uci("broken", data_dir=tmp_path)
+
+
+def test_tutorial_noise_written_as_text_is_numbers():
+    # It passed the check as numbers, then failed multiplying text.
+    as_text = make_tutorial_regression(noise=("0.5", "1"), random_state=0)
+    as_numbers = make_tutorial_regression(noise=(0.5, 1.0), random_state=0)
+    for a, b in zip(as_text, as_numbers, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    ("not a zip", r"must be a numpy \.npz archive of arrays X, y and test_mask; it cannot be "
+                  r"read as one"),  # numpy called it a pickle, and offered allow_pickle
+    ({"X": np.array([[1, "a"]], dtype=object), "y": np.zeros(1),
+      "test_mask": np.zeros((1, 1), bool)}, "holds Python objects"),
+    ({"X": np.zeros((3, 1)), "y": np.zeros(3), "test_mask": np.zeros((0, 3), bool)},
+     r"test_mask \(n_splits, n\); got shapes \(3, 1\), \(3,\) and \(0, 3\)"),
+    ({"X": np.zeros((3, 1)), "y": np.zeros(3), "test_mask": np.ones((1, 3), bool)},
+     r"test_mask\[0\] must hold both training and test rows; it marks 3 of 3"),
+])
+def test_load_uci_a_file_it_cannot_use(tmp_path, content, message):
+    path = tmp_path / "odd.npz"
+    if isinstance(content, str):
+        path.write_text(content)
+    else:
+        np.savez(path, **content)
+    with pytest.raises(ValueError, match=message):
+        load_uci("odd", data_dir=tmp_path)
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"name": None}, "name must be a dataset's file stem, a non-empty str; got None"),
+    ({"name": "yacht", "data_dir": 5}, r"data_dir must be a folder's path .* got 5"),
+])
+def test_load_uci_bad_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        load_uci(**kwargs)
 
 
 def test_load_uci_needs_a_directory(monkeypatch):

@@ -37,12 +37,21 @@ def make_tutorial_regression(n_samples_per_region=200, n_test=400, noise=(0.5, 1
     for name, value in (("n_samples_per_region", n_samples_per_region), ("n_test", n_test)):
         if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
             raise ValueError(f"{name} must be an int >= 1; got {value!r}.")
-    noise_arr = np.asarray(noise, dtype=float) if np.ndim(noise) == 1 else None
+    try:
+        noise_arr = np.asarray(noise, dtype=float) if np.ndim(noise) == 1 else None
+    except (TypeError, ValueError):  # text that is no number
+        noise_arr = None
     if noise_arr is None or noise_arr.shape != (2,) or not np.all(np.isfinite(noise_arr)) \
             or np.any(noise_arr < 0):
         raise ValueError(f"noise must be two finite standard deviations >= 0 (left, right "
                          f"region); got {noise!r}. Pass e.g. noise=(0.5, 1.0).")
-    rng = check_random_state(random_state)
+    noise = noise_arr  # the numbers ("0.5" as 0.5)
+    try:
+        rng = check_random_state(random_state)
+    except ValueError as exc:  # numpy's words name no argument
+        raise ValueError(f"random_state must be None, an int in [0, 2**32) or a numpy "
+                         f"RandomState; got {random_state!r} ({exc}). Pass e.g. "
+                         "random_state=0.") from None
     left = rng.uniform(-30, -20, n_samples_per_region)
     right = rng.uniform(20, 30, n_samples_per_region)
     x = np.concatenate([left, right])

@@ -33,24 +33,46 @@ def load_uci(name, split=0, data_dir=None):
     -------
     X_train, y_train, X_test, y_test : ndarray
     """
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"name must be a dataset's file stem, a non-empty str; got {name!r}. "
+                         "Pass e.g. name='yacht' for yacht.npz.")
     if data_dir is None:
         data_dir = os.environ.get(_ENV) or None
         if data_dir is None:
             raise ValueError(f"data_dir must be given (the folder holding {name}.npz); got None "
                              f"and ${_ENV} is not set. Pass data_dir= or set {_ENV}.")
+    if not isinstance(data_dir, (str, os.PathLike)):
+        raise ValueError(f"data_dir must be a folder's path (a str or path-like) or None; got "
+                         f"{data_dir!r}. Pass the folder holding {name}.npz.")
     path = Path(data_dir) / f"{name}.npz"
     if not path.is_file():
         found = sorted(p.stem for p in Path(data_dir).glob("*.npz")) if Path(
             data_dir).is_dir() else []
         raise FileNotFoundError(f"name={name!r}: no file {path}. Datasets in {data_dir}: "
                                 f"{found or 'none (is data_dir right?)'}.")
-    with np.load(path, allow_pickle=False) as data:
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:  # numpy calls a file that is no archive a pickle
+        raise ValueError(f"{path} must be a numpy .npz archive of arrays X, y and test_mask; "
+                         f"it cannot be read as one ({type(exc).__name__}). Write it with "
+                         "np.savez(path, X=X, y=y, test_mask=test_mask).") from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise ValueError(f"{path} must be a numpy .npz archive of arrays X, y and test_mask; "
+                         "it holds a single array. Write it with np.savez(path, X=X, y=y, "
+                         "test_mask=test_mask).")
+    with archive as data:
         missing = {"X", "y", "test_mask"} - set(data.files)
         if missing:
             raise ValueError(f"{path} must hold arrays X, y and test_mask; it lacks "
                              f"{sorted(missing)}.")
-        X, y, masks = data["X"], data["y"], data["test_mask"]
-    if X.ndim != 2 or y.shape != (len(X),) or masks.ndim != 2 or masks.shape[1] != len(X):
+        try:
+            X, y, masks = data["X"], data["y"], data["test_mask"]
+        except ValueError:  # an object array: numbers only are read, never a pickle
+            raise ValueError(f"{path} must hold numeric arrays X, y and test_mask; one of them "
+                             "holds Python objects. Save them as numbers, e.g. "
+                             "X.astype(float).") from None
+    if (X.ndim != 2 or y.shape != (len(X),) or masks.ndim != 2 or masks.shape[1] != len(X)
+            or len(masks) == 0):
         raise ValueError(f"{path} must hold X (n, d), y (n,) and test_mask (n_splits, n); got "
                          f"shapes {X.shape}, {y.shape} and {masks.shape}.")
     if not isinstance(split, (int, np.integer)) or isinstance(split, bool) or not (
@@ -58,4 +80,8 @@ def load_uci(name, split=0, data_dir=None):
         raise ValueError(f"split must be an int in [0, {len(masks) - 1}] for {name}; got "
                          f"{split!r}.")
     test = masks[split].astype(bool)
+    if test.all() or not test.any():
+        raise ValueError(f"{path}: test_mask[{split}] must hold both training and test rows; "
+                         f"it marks {int(test.sum())} of {len(test)} rows as test. Fix the "
+                         "file's test_mask.")
     return X[~test], y[~test], X[test], y[test]
