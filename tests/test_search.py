@@ -279,6 +279,8 @@ def test_add_resumes_a_search(make):
         resumed.add(27, trials[0].config, 1.0)
     with pytest.raises(ValueError, match="trial_id must be an int >= 0"):
         resumed.add(-1, trials[0].config, 1.0)
+    with pytest.raises(ValueError, match="trial_id must be an int >= 0; got 'x'"):  # not None
+        resumed.add("x", trials[0].config, 1.0)
     with pytest.raises(ValueError, match="units_1"):
         resumed.add(100, {**trials[0].config, "units_1": 10_000}, 1.0)
     with pytest.raises(ValueError, match="objective must be None"):
@@ -447,6 +449,7 @@ def test_fast_encoding_matches_space_encode():
     ({"n_candidates": 0}, "n_candidates must be an int >= 1"),
     ({"n_initial": 2.5}, "n_initial must be an int >= 1"),
     ({"random_state": "seed"}, "random_state must be None, an int"),
+    ({"random_state": True}, "random_state must be None, an int .* got True"),  # was seed 1
 ])
 def test_bayesian_optimization_checks_its_parameters(kwargs, match):
     with pytest.raises(ValueError, match=match):

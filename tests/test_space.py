@@ -279,6 +279,22 @@ def test_space_validation(dims, conditions, error, match):
         SearchSpace(dims, conditions)
 
 
+@pytest.mark.parametrize(("make", "match"), [
+    # Accepted, then numpy's errors at the first draw.
+    (lambda: Int(0, 2**70), r"Int\(high=...\) must be an int in \[-2\*\*62, 2\*\*62\]"),
+    (lambda: Float(-1e308, 1e308), r"must be a range whose width high - low is finite"),
+    # Python's AttributeError or TypeError.
+    (lambda: SearchSpace.from_dict({"dimensions": [1, 2]}),
+     r"'dimensions' a dict of dimension dicts"),
+    (lambda: SearchSpace.from_dict({"dimensions": {}, "conditions": {"a": 5}}),
+     r"'conditions' a dict of lists of condition dicts"),
+])
+def test_ranges_and_dicts_that_cannot_work_are_refused_where_they_are_made(make, match):
+    with pytest.raises(ConfigError, match=match):
+        make()
+    Int(-2**62, 2**62).sample(np.random.default_rng(0))  # the widest allowed draws
+
+
 def test_space_constraints_validation():
     with pytest.raises(TypeError, match="constraints must be a list"):
         SearchSpace({"a": Int(1, 2)}, constraints=never)

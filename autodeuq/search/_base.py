@@ -91,6 +91,8 @@ def _copy(result):
 
 def _check_random_state(random_state):
     try:
+        if isinstance(random_state, bool):  # not a seed, though numpy takes True for 1
+            raise TypeError
         return np.random.default_rng(random_state)
     except (TypeError, ValueError):
         raise ValueError(
@@ -335,12 +337,13 @@ class Search(abc.ABC):
             (:class:`~autodeuq.exceptions.ConfigError`), or the outcome is as :meth:`tell`
             rejects. Nothing is recorded then.
         """
+        given = trial_id
         try:
-            trial_id = operator.index(trial_id)
+            trial_id = None if isinstance(given, bool) else operator.index(given)
         except TypeError:
             trial_id = None
         if trial_id is None or trial_id < 0:
-            raise ValueError(f"trial_id must be an int >= 0; got {trial_id!r}. Pass the id "
+            raise ValueError(f"trial_id must be an int >= 0; got {given!r}. Pass the id "
                              "the trial had when it was asked.")
         if trial_id in self._told or trial_id in self._pending:
             raise ValueError(f"trial_id must not be used by this search yet; got {trial_id}, "

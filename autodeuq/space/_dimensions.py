@@ -37,6 +37,10 @@ def _as_rng(rng):
     return rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
 
 
+# The largest |bound| of an Int: numpy's draws, and high + 1, stay within 64 bits.
+_INT_BOUND = 2**62
+
+
 def _plain(value):
     """Turn a numpy scalar into the Python scalar it holds; leave anything else unchanged."""
     return value.item() if isinstance(value, np.generic) else value
@@ -239,6 +243,10 @@ class Int(_Range):
                 _fail(f"Int({arg}=...)", "an int", value,
                       "Use Float for a real-valued range, or pass a whole number such as 16.")
         low, high = int(low), int(high)
+        for arg, value in (("low", low), ("high", high)):
+            if abs(value) > _INT_BOUND:  # numpy draws 64-bit integers
+                _fail(f"Int({arg}=...)", "an int in [-2**62, 2**62]", value,
+                      "Narrow the range (or use Float with log=True for a huge one).")
         log = _check_log("Int", log)
         if low > high:
             _fail("Int(low=..., high=...)", "low <= high", (low, high),
@@ -338,6 +346,9 @@ class Float(_Range):
         if low > high:
             _fail("Float(low=..., high=...)", "low <= high", (low, high),
                   "Swap the bounds (or make them equal for a constant).")
+        if not math.isfinite(high - low):  # a uniform draw needs the width
+            _fail("Float(low=..., high=...)", "a range whose width high - low is finite in "
+                  "float64", (low, high), "Narrow the range, or pass log=True with low > 0.")
         if log and low <= 0:
             _fail("Float(low=...) with log=True", "a float > 0", low,
                   "Raise low above 0 (e.g. 1e-8), or pass log=False.")

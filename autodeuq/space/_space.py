@@ -704,9 +704,15 @@ class SearchSpace:
                 or not set(d) <= {"dimensions", "conditions"}:
             _fail("a search space dict", "a dict with keys 'dimensions' and 'conditions'", d,
                   "Use the output of SearchSpace.to_dict().")
+        conditions = d.get("conditions") or {}
+        if not isinstance(d["dimensions"], Mapping) or not isinstance(conditions, Mapping) or any(
+                not isinstance(items, (list, tuple)) for items in conditions.values()):
+            _fail("a search space dict", "'dimensions' a dict of dimension dicts and "
+                  "'conditions' a dict of lists of condition dicts", d,
+                  "Use the output of SearchSpace.to_dict().")
         dims = {name: Dimension.from_dict(dim) for name, dim in d["dimensions"].items()}
         conds = {name: [Condition.from_dict(c) for c in items]
-                 for name, items in (d.get("conditions") or {}).items()}
+                 for name, items in conditions.items()}
         return cls(dims, conds, constraints)
 
     @classmethod
