@@ -446,9 +446,11 @@ def _bad_X(X):
         "sparse": (scipy.sparse.csr_matrix(X), TypeError, ["Sparse data", ".toarray()"]),
         "empty": (X[:0], ValueError, ["0 sample(s)", "Pass at least one row"]),
         "None": (None, ValueError, ["X must be an array-like", "got None"]),
-        "fewer features": (X[:, :2], ValueError, ["X has 2 features", "expecting 3 features"]),
+        "fewer features": (X[:, :2], ValueError, ["X has 2 features", "expecting 3 features",
+                                                  "Pass X with the columns the model was "
+                                                  "fitted on"]),
         "more features": (np.column_stack([X, X[:, 0]]), ValueError,
-                          ["X has 4 features", "expecting 3 features"]),
+                          ["X has 4 features", "expecting 3 features", "Pass X with the"]),
     }
 
 
@@ -495,7 +497,7 @@ def test_recalibrate_bad_input(fitted, data):
         fitted["ensemble"].recalibrate(frame, np.array(["a"] * len(y)))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # an array, where names were fitted
-        with pytest.raises(ValueError, match="X has 2 features"):
+        with pytest.raises(ValueError, match=r"X has 2 features.* Pass X with the columns"):
             fitted["ensemble"].recalibrate(X[:, :2], y)
 
 

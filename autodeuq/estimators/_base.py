@@ -38,6 +38,7 @@ _DATA_FIXES = (
     ("sample(s) (shape=", "Pass at least one row."),
     ("feature(s) (shape=", "Pass at least one feature column."),
     ("inconsistent numbers of samples", "Pass X and y with one target value per row of X."),
+    ("features as input", "Pass X with the columns the model was fitted on, in that order."),
 )
 
 
