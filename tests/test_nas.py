@@ -214,8 +214,9 @@ def test_a_journal_of_other_settings_names_what_differs(regression_data, tmp_pat
     nas(max_evals=1, checkpoint_dir=tmp_path).fit(X, y)
     with pytest.raises(ValueError, match="other data or settings") as info:
         nas(max_evals=1, checkpoint_dir=tmp_path, **change).fit(X, y)
-    assert f"cannot be resumed with these: they {named} Use an empty directory" in str(
-        info.value)
+    assert f"cannot be resumed with these: they {named} Use an empty directory (one per " \
+           "search: each fit of a cross-validation or a grid search is a search of its own)" \
+           in str(info.value)
 
 
 def test_a_search_object_is_left_as_it_was_and_resumes(regression_data, tmp_path):

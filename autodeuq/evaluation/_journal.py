@@ -148,7 +148,9 @@ class Journal:
                 raise ValueError(f"checkpoint_dir={str(directory)!r} holds a search of other "
                                  "data or settings, so it cannot be resumed with these"
                                  f"{_differing(meta.get('parts'), parts)}. Use an empty "
-                                 "directory, or the data and settings of the journaled search.")
+                                 "directory (one per search: each fit of a cross-validation or "
+                                 "a grid search is a search of its own), or the data and "
+                                 "settings of the journaled search.")
         else:
             self.directory.mkdir(parents=True, exist_ok=True)
             tmp = meta_path.with_suffix(".tmp")
