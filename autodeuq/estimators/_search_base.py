@@ -22,7 +22,6 @@ from ..evaluation import (
     Journal,
     SerialEvaluator,
     checkpoint_lock,
-    fingerprint,
     fingerprint_parts,
     run_refits,
     run_search,
@@ -31,7 +30,7 @@ from ..evaluation._discard import RungTable, make_early_discard, search_outcome
 from ..evaluation._loop import batch_tasks
 from ..evaluation._progress import SearchProgress
 from ..evaluation._train import network_config
-from ..exceptions import AutoDEUQError, SchedulerConnectionError, WorkersLostError
+from ..exceptions import AutoDEUQError, WorkersLostError
 from ..search import Search, make_search
 from ..space import Categorical, Int, SearchSpace, check_space, to_flat_config
 from ..uncertainty import fit_std_scale
@@ -224,7 +223,7 @@ class SearchRegressorBase(UncertaintyRegressorMixin, RegressorMixin, BaseEstimat
         from distributed.comm import parse_address
         from distributed.comm.addressing import parse_host_port
 
-        from ..evaluation._dask import check_open_client
+        from ..evaluation._dask import check_open_client, check_scheduler_file
 
         if isinstance(scheduler, Client):
             check_open_client(scheduler)
@@ -234,7 +233,7 @@ class SearchRegressorBase(UncertaintyRegressorMixin, RegressorMixin, BaseEstimat
                             f"or a scheduler file's path; got {scheduler!r}. Pass e.g. "
                             "'tcp://10.0.0.5:8786', or None for an embedded cluster.")
         if os.path.isfile(scheduler):
-            _check_scheduler_file(scheduler)
+            check_scheduler_file(scheduler)
             return
         try:
             protocol, location = parse_address(str(scheduler))
@@ -371,8 +370,8 @@ class SearchRegressorBase(UncertaintyRegressorMixin, RegressorMixin, BaseEstimat
         split_seq, search_seq, trial_seq, refit_seq = seed_sequence(self.random_state).spawn(4)
         train, valid = holdout_split(n, n_valid, split_seq)
         # Fitted on the column names too, so that pipeline_ alone checks them as fit does.
-        x_scaler = StandardScaler().fit(self._named(X))
-        Xs = x_scaler.transform(self._named(X)).astype(np.float32)
+        x_scaler = StandardScaler()
+        Xs = x_scaler.fit_transform(self._named(X)).astype(np.float32)
         y_mean, y_scale = target_scaling(y[train])
         ys = ((y - y_mean) / y_scale).astype(np.float32)
         data = {"X_train": Xs[train], "y_train": ys[train], "X_valid": Xs[valid],
@@ -408,8 +407,7 @@ class SearchRegressorBase(UncertaintyRegressorMixin, RegressorMixin, BaseEstimat
                 # One fit per directory at a time, until this fit ends: a second one is refused
                 # at once rather than interleaving its trials into this journal.
                 held.enter_context(checkpoint_lock(self.checkpoint_dir))
-                journal = Journal(self.checkpoint_dir, fingerprint(data, settings),
-                                  parts=fingerprint_parts(data, settings))
+                journal = Journal(self.checkpoint_dir, *fingerprint_parts(data, settings))
                 done = journal.load(with_arrays=False)
                 for result in done:  # arrays one trial at a time: on_result may drop them
                     search.add(result.trial_id, result.config, *search_outcome(result))
@@ -721,27 +719,6 @@ def _algorithm_key(algorithm):
     if isinstance(algorithm, Search):
         return repr(type(algorithm))
     return repr(algorithm)
-
-
-def _check_scheduler_file(path):
-    """Refuse a scheduler file that names no scheduler: distributed waits for such a file to
-    become valid, then fails on an assertion."""
-    import json
-
-    problem = None
-    try:
-        with open(path, encoding="utf-8") as handle:
-            content = json.load(handle)
-    except (OSError, ValueError) as exc:  # a JSONDecodeError (empty, truncated) is one
-        problem = f"it is not valid JSON ({exc})"
-    else:
-        if not isinstance(content, dict) or not isinstance(content.get("address"), str):
-            problem = "it holds no scheduler \"address\""
-    if problem is not None:
-        raise SchedulerConnectionError(
-            f"scheduler={str(path)!r} is not a Dask scheduler file: {problem}. Pass the file "
-            "the scheduler wrote (`dask scheduler --scheduler-file PATH`) once it has started, "
-            "or the scheduler's address.")
 
 
 def trial_seconds(trial, untimed=0.0):

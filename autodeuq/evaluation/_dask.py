@@ -11,6 +11,7 @@ A client or cluster the user made is used and never closed.
 import contextlib
 import functools
 import itertools
+import json
 import logging
 import math
 import multiprocessing
@@ -90,6 +91,25 @@ def check_open_client(client):
             f"scheduler must be an open distributed.Client; got {client!r}, which is "
             f"{client.status} (after client.close(), or the end of its cluster). Pass an open "
             "Client, the scheduler's address, or None for an embedded cluster.")
+
+
+def check_scheduler_file(path):
+    """Refuse a scheduler file that names no scheduler: distributed waits for such a file to
+    become valid, then fails on an assertion."""
+    problem = None
+    try:
+        with open(path, encoding="utf-8") as handle:
+            content = json.load(handle)
+    except (OSError, ValueError) as exc:  # a JSONDecodeError (empty, truncated) is one
+        problem = f"it is not valid JSON ({exc})"
+    else:
+        if not isinstance(content, dict) or not isinstance(content.get("address"), str):
+            problem = "it holds no scheduler \"address\""
+    if problem is not None:
+        raise SchedulerConnectionError(
+            f"scheduler={str(path)!r} is not a Dask scheduler file: {problem}. Pass the file "
+            "the scheduler wrote (`dask scheduler --scheduler-file PATH`) once it has started, "
+            "or the scheduler's address.")
 
 
 def scheduler_workers(client):

@@ -33,20 +33,20 @@ _STATE = "state."
 
 def fingerprint(data, settings):
     """A digest of the training data and the search settings a journal belongs to."""
-    digest = hashlib.sha256()
-    _digest_data(digest, data)
-    digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
-    return digest.hexdigest()
+    return fingerprint_parts(data, settings)[0]
 
 
 def fingerprint_parts(data, settings):
-    """A digest of each part of :func:`fingerprint`: ``"data"``, then each key of
-    ``settings``; a journal keeps them to say which part differs."""
-    parts = {"data": _digest_data(hashlib.sha256(), data).hexdigest()}
+    """:func:`fingerprint`, and a digest of each of its parts (``"data"``, then each key of
+    ``settings``), which a journal keeps to say which part differs; the data are read once."""
+    data_digest = _digest_data(hashlib.sha256(), data)
+    whole = data_digest.copy()
+    whole.update(json.dumps(settings, sort_keys=True, default=str).encode())
+    parts = {"data": data_digest.hexdigest()}
     for key, value in settings.items():
         parts[key] = hashlib.sha256(
             json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
-    return parts
+    return whole.hexdigest(), parts
 
 
 def _digest_data(digest, data):
@@ -124,7 +124,8 @@ class Journal:
         Of the data and settings (see :func:`fingerprint`); a directory holding another
         search is refused rather than mixed.
     parts : dict or None
-        :func:`fingerprint_parts` of the same, kept so that a refusal can say what differs.
+        The parts' digests (:func:`fingerprint_parts`), kept so that a refusal can say what
+        differs.
     """
 
     def __init__(self, directory, fingerprint, parts=None):

@@ -5,7 +5,7 @@ import collections
 from ..space import split_names
 from ._base import Search, _copy
 from ._bo import _check_bo_params, _ConstantLiarLCB, _project
-from ._evolution import _check_population, _tournament
+from ._evolution import _check_population, _offspring, _tournament
 
 __all__ = ["AgEBO"]
 
@@ -114,11 +114,9 @@ class AgEBO(Search):
             return {}
         if len(self._population) < min(self.n_initial, self.population_size):
             return self._architecture_space.sample(self._rng)
-        parent = _project(_tournament(self._population, self.sample_size, self._rng).config,
-                          self.architecture_names)
-        if not self._architecture_space.is_mutable(parent):  # a fixed architecture: keep it
-            return self._architecture_space.sample(self._rng)
-        return self._architecture_space.mutate(parent, self._rng)
+        parent = _tournament(self._population, self.sample_size, self._rng)
+        return _offspring(self._architecture_space,
+                          _project(parent.config, self.architecture_names), self._rng)
 
     def _propose_training(self):
         if self._training_space is None:

@@ -18,6 +18,14 @@ def _check_population(population_size, sample_size):
     return population_size, sample_size
 
 
+def _offspring(space, parent, rng):
+    """``parent`` mutated in ``space``; drawn afresh where nothing in it can change (a fixed
+    architecture, a constant space), which gives the same configuration there."""
+    if not space.is_mutable(parent):
+        return space.sample(rng)
+    return space.mutate(parent, rng)
+
+
 def _tournament(population, sample_size, rng):
     """The best (lowest objective) of ``sample_size`` members drawn without replacement."""
     picks = rng.choice(len(population), size=min(sample_size, len(population)), replace=False)
@@ -88,9 +96,7 @@ class AgingEvolution(Search):
         if len(self._population) < min(self.n_initial, self.population_size):
             return self.space.sample(self._rng)
         parent = _tournament(self._population, self.sample_size, self._rng)
-        if not self.space.is_mutable(parent.config):  # a constant space: nothing to change
-            return self.space.sample(self._rng)
-        return self.space.mutate(parent.config, self._rng)
+        return _offspring(self.space, parent.config, self._rng)
 
     def _on_tell(self, result):
         if result.ok:

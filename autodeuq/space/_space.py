@@ -515,7 +515,11 @@ class SearchSpace:
     def is_mutable(self, config):
         """Whether :meth:`mutate` can change ``config``: one of its active dimensions has
         more than one value (a fixed architecture, say, has none)."""
-        return any(not self._dimensions[n].is_constant for n in self.active(config))
+        return bool(self._mutable(config))
+
+    def _mutable(self, config):
+        """The active dimensions of ``config`` that have more than one value."""
+        return [n for n in self.active(config) if not self._dimensions[n].is_constant]
 
     def mutate(self, config, rng):
         """Change one active, non-constant dimension of ``config`` to a neighbouring value.
@@ -544,7 +548,7 @@ class SearchSpace:
         """
         rng = _as_rng(rng)
         self.validate(config, check_constraints=False)
-        candidates = [n for n in self.active(config) if not self._dimensions[n].is_constant]
+        candidates = self._mutable(config)
         if not candidates:
             _fail("config", "a configuration with an active, non-constant dimension", config,
                   "Add a dimension with more than one value to the space, or check "

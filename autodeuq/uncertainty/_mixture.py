@@ -241,7 +241,7 @@ class NormalMixture:
             )
         _check_finite(mu, "means")
         _check_finite(sd, "stds")
-        if sd.size and not np.all(sd > 0):
+        if sd.size and not sd.min() > 0:
             raise ValueError(
                 f"stds must be > 0 everywhere; got min {sd.min():g}. Pass standard "
                 f"deviations, not variances or log-variances, and floor them at a small "
