@@ -530,6 +530,44 @@ def test_embedded_cluster_is_started_and_closed(data):
     assert evaluator._client is None
 
 
+def test_a_failed_connection_leaves_no_default_client(monkeypatch):
+    # distributed registers a Client as the session's default before it connects; one that
+    # never connected was then taken for the user's cluster by the next embedded fit.
+    from distributed import default_client
+
+    from autodeuq.evaluation import DaskEvaluator, _dask
+    from autodeuq.exceptions import SchedulerConnectionError
+
+    monkeypatch.setattr(_dask, "_CONNECT_TIMEOUT", "1s")
+    with pytest.raises(SchedulerConnectionError) as refused:
+        DaskEvaluator(scheduler="inproc://nothing")._connect()
+    assert refused.value.__cause__ is not None  # its traceback holds the half-made Client
+    with pytest.raises(ValueError, match="No clients found"):
+        default_client()
+
+
+def test_a_default_client_that_never_connected_is_passed_over(data, caplog):
+    from distributed import Client, default_client
+
+    from autodeuq.evaluation import DaskEvaluator
+
+    # distributed's word for an inproc address of no process
+    with pytest.raises(ValueError, match="not enough values to unpack") as failed:
+        Client("inproc://nothing", timeout="1s")
+    stale = default_client()  # kept by the traceback above, as pytest keeps one
+    assert stale.status != "running"
+    evaluator = DaskEvaluator(n_workers=1)
+    with caplog.at_level(logging.WARNING, logger="autodeuq.evaluation._dask"), evaluator:
+        evaluator.start(data)
+        assert evaluator._cluster is not None
+        assert evaluator._client is not stale
+        results = run_search(ListSearch([NET]), evaluator, np.random.SeedSequence(0),
+                             max_evals=1)
+    assert [r.status for r in results] == ["success"]
+    assert "not running: starting an embedded cluster instead" in caplog.text
+    del failed, stale
+
+
 @pytest.mark.parametrize("how", ["address", "scheduler_file"])
 def test_external_scheduler(external_cluster, data, how):
     from autodeuq.evaluation import DaskEvaluator

@@ -93,6 +93,25 @@ def check_open_client(client):
             "Client, the scheduler's address, or None for an embedded cluster.")
 
 
+def _running_default_client():
+    """The session's default Client when it runs, else None. A Client whose connection
+    failed stays the default until collected (distributed registers it before connecting):
+    it is passed over, with a warning, for an embedded cluster."""
+    from distributed import default_client
+
+    try:
+        client = default_client()
+    except ValueError:  # distributed's word for "no client"
+        return None
+    if client.status == "running":
+        return client
+    logger.warning(
+        "The session's default Dask client %r is %s, not running: starting an embedded "
+        "cluster instead. Pass scheduler=client (or its address) to use a cluster of yours.",
+        client, client.status)
+    return None
+
+
 def check_scheduler_file(path):
     """Refuse a scheduler file that names no scheduler: distributed waits for such a file to
     become valid, then fails on an assertion."""
@@ -540,10 +559,14 @@ class DaskEvaluator(Evaluator):
 
         target = self.scheduler
         try:
+            # Not the session's default: a Client that fails to connect stays registered as
+            # the default (distributed registers it before connecting), and the user's own
+            # dask.config (its default scheduler) is none of the search's business.
             if os.path.isfile(str(target)):
                 return Client(scheduler_file=str(target), security=self.security,
-                              timeout=_CONNECT_TIMEOUT)
-            return Client(target, security=self.security, timeout=_CONNECT_TIMEOUT)
+                              timeout=_CONNECT_TIMEOUT, set_as_default=False)
+            return Client(target, security=self.security, timeout=_CONNECT_TIMEOUT,
+                          set_as_default=False)
         except (OSError, TimeoutError, ValueError, AssertionError) as exc:
             # ValueError, AssertionError: distributed's words for an address it cannot parse
             # ('inproc://nothing') or a scheduler file that turned bad after the fit's check.
@@ -561,7 +584,7 @@ class DaskEvaluator(Evaluator):
             ) from exc
 
     def start(self, data):
-        from distributed import Client, as_completed, default_client
+        from distributed import Client, as_completed
 
         check_trials_per_device(self.trials_per_device)  # before any cluster or connection
         threads = None
@@ -572,9 +595,8 @@ class DaskEvaluator(Evaluator):
         elif self.scheduler is not None:
             self._client, self._owns_client = self._connect(), True
         else:
-            try:
-                self._client = default_client()
-            except ValueError:
+            self._client = _running_default_client()
+            if self._client is None:
                 self._cluster, threads = self._start_embedded()
         try:
             if self._client is None:  # the embedded cluster's
