@@ -1,3 +1,4 @@
+import gc
 import importlib.util
 import subprocess
 import sys
@@ -19,6 +20,25 @@ def regression_data():
     noise = 0.1 + 0.3 * np.abs(X[:, 2])
     y = np.sin(X[:, 0]) + X[:, 1] + noise * rng.normal(size=len(X))
     return X[:200], y[:200], X[200:], y[200:]
+
+
+@pytest.fixture(autouse=True)
+def _no_default_client_left():
+    """Fail a test that leaves a Dask client as the session's default: every later fit with
+    ``scheduler=None`` would use it (CI once lost seven tests to one that never connected)."""
+    yield
+    if "distributed" not in sys.modules:
+        return
+    from distributed import default_client
+
+    for _ in range(2):
+        try:
+            left = default_client()
+        except ValueError:  # no client
+            return
+        gc.collect()  # one no longer referenced goes with its garbage
+    pytest.fail(f"the test left {left!r} ({left.status}) as the default Dask client; close "
+                "it, or make it with set_as_default=False")
 
 
 @pytest.fixture(scope="session")

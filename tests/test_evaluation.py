@@ -546,26 +546,32 @@ def test_a_failed_connection_leaves_no_default_client(monkeypatch):
         default_client()
 
 
-def test_a_default_client_that_never_connected_is_passed_over(data, caplog):
-    from distributed import Client, default_client
+def test_a_default_client_that_is_not_running_is_passed_over(data, caplog, monkeypatch):
+    # A user's Client whose connection failed, or which lost its scheduler, can stay the
+    # session's default; the fit starts its own cluster rather than fail on it. A stand-in:
+    # a real one, made here, left distributed's shared event loop in a state the suite's
+    # later clusters tripped on (a script doing the same fits well, warned).
+    import distributed
 
     from autodeuq.evaluation import DaskEvaluator
 
-    # distributed's word for an inproc address of no process
-    with pytest.raises(ValueError, match="not enough values to unpack") as failed:
-        Client("inproc://nothing", timeout="1s")
-    stale = default_client()  # kept by the traceback above, as pytest keeps one
-    assert stale.status != "running"
+    class Stale:
+        status = "connecting"
+
+        def __repr__(self):
+            return "<Client: scheduler='tcp://gone:8786'>"
+
+    monkeypatch.setattr(distributed, "default_client", Stale)
     evaluator = DaskEvaluator(n_workers=1)
     with caplog.at_level(logging.WARNING, logger="autodeuq.evaluation._dask"), evaluator:
         evaluator.start(data)
         assert evaluator._cluster is not None
-        assert evaluator._client is not stale
+        assert isinstance(evaluator._client, distributed.Client)
         results = run_search(ListSearch([NET]), evaluator, np.random.SeedSequence(0),
                              max_evals=1)
     assert [r.status for r in results] == ["success"]
-    assert "not running: starting an embedded cluster instead" in caplog.text
-    del failed, stale
+    assert ("default Dask client <Client: scheduler='tcp://gone:8786'> is connecting, not "
+            "running: starting an embedded cluster instead") in caplog.text
 
 
 @pytest.mark.parametrize("how", ["address", "scheduler_file"])
