@@ -376,7 +376,9 @@ def test_worker_killed_mid_search_every_trial_accounted_for(client, regression_d
     import time
 
     X, y, _, _ = regression_data
-    space = {**TINY_SPACE, "max_epochs": 400, "patience": None}
+    # Long enough (2-3 s a trial here) for the kill, 0.3 s after a worker is busy, to land
+    # mid-trial; 400 epochs took the test a minute.
+    space = {**TINY_SPACE, "max_epochs": 200, "patience": None}
 
     def kill_one_busy_worker():
         deadline = time.monotonic() + 60
