@@ -770,3 +770,19 @@ def test_a_time_budget_spent_before_the_refit_keeps_the_searched_networks(regres
     assert late.refit_time_ == 0
     searched = auto(time_budget=3600, refit=False).fit(X, y)
     np.testing.assert_allclose(late.predict(X_test), searched.predict(X_test), rtol=1e-6)
+
+
+def test_fitting_and_predicting_leave_the_global_random_streams_alone(regression_data):
+    # Trials and refits train in this process with backend="serial": the user's torch and
+    # numpy streams must come out as they went in (the searched networks were rebuilt with
+    # a throw-away initialization drawn from torch's global stream).
+    import torch
+
+    X, y, X_test, _ = regression_data
+    torch.manual_seed(2024)
+    torch_state, np_state = torch.get_rng_state(), np.random.get_state()  # noqa: NPY002
+    est = auto(max_evals=3).fit(X, y)
+    est.predict_uncertainty(X_test)
+    est.predict_interval(X_test)
+    assert torch.equal(torch.get_rng_state(), torch_state)
+    assert np.array_equal(np.random.get_state()[1], np_state[1])  # noqa: NPY002

@@ -444,3 +444,17 @@ def test_the_time_budget_keeps_time_for_rescoring_and_refit():
         1.5 * 8 + 1.5 * 8)
     assert NASRegressor(time_budget=300, rescore_top=1)._time_reserve(timed, 2, 1.0) == 6
     assert NASRegressor(time_budget=300, refit=False)._time_reserve(timed, 2, 1.0) == 0
+
+
+def test_fitting_and_predicting_leave_the_global_random_streams_alone(regression_data):
+    # backend="serial" trains trials, rescorings and the refit in this process.
+    import torch
+
+    X, y, X_test, _ = regression_data
+    torch.manual_seed(2024)
+    torch_state, np_state = torch.get_rng_state(), np.random.get_state()  # noqa: NPY002
+    est = nas().fit(X, y)
+    est.predict(X_test, return_std=True)
+    est.predict_interval(X_test)
+    assert torch.equal(torch.get_rng_state(), torch_state)
+    assert np.array_equal(np.random.get_state()[1], np_state[1])  # noqa: NPY002

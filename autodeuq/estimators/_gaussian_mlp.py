@@ -281,8 +281,13 @@ class GaussianMLPRegressor(UncertaintyRegressorMixin, RegressorMixin, BaseEstima
         are already scaled (its own input scaler is the identity)."""
         config = normalize_config(config)
         est = cls.from_config(config, **params)
-        module = GaussianMLP(n_features, config["layers"])
-        module.load_state_dict({k: torch.as_tensor(np.asarray(v)) for k, v in state.items()})
+        # Built on the meta device: an initialization drawn from torch's global stream, the
+        # user's, would be thrown away at once (as persistence.load does).
+        with torch.device("meta"):
+            module = GaussianMLP(n_features, config["layers"])
+        dtypes = {k: t.dtype for k, t in module.state_dict().items()}
+        module.load_state_dict({k: torch.tensor(np.asarray(v), dtype=dtypes.get(k))
+                                for k, v in state.items()}, assign=True)
         est.config_ = config
         est.module_ = module.double().eval()
         est.x_scaler_ = StandardScaler(with_mean=False, with_std=False).fit(
