@@ -59,20 +59,22 @@ def _tiny_uci(directory, seed):
 
 def test_uci_benchmark(tmp_path, capsys):
     _tiny_uci(tmp_path, seed=0)
+    # One split: four fits, two of them searches on clusters of their own, took 50 s with
+    # two; test_uci_benchmark_seeds checks how splits are combined.
     load("benchmarks/bench_uci.py").main(
-        ["--data-dir", str(tmp_path), "--datasets", "yacht", "--splits", "0", "1",
+        ["--data-dir", str(tmp_path), "--datasets", "yacht", "--splits", "0",
          "--estimators", "gaussian_mlp", "deep_ensemble", "nas", "autodeuq",
          "--max-epochs", "3",
          "--time-budget", "3",
          "--json", str(tmp_path / "rows.json")])
     table = capsys.readouterr().out
-    assert "| yacht | gaussian_mlp | 2 |" in table
-    assert "| yacht | deep_ensemble | 2 |" in table
+    assert "| yacht | gaussian_mlp | 1 |" in table
+    assert "| yacht | deep_ensemble | 1 |" in table
     assert "Deep Ensembles (published)" in table
-    assert "| yacht | nas | 2 |" in table
-    assert "| yacht | autodeuq | 2 |" in table
+    assert "| yacht | nas | 1 |" in table
+    assert "| yacht | autodeuq | 1 |" in table
     rows = json.loads((tmp_path / "rows.json").read_text())
-    assert len(rows) == 8
+    assert len(rows) == 4
     # What the searches did within the budget, the candidates rescored included.
     searched = [r for r in rows if r["estimator"] in ("nas", "autodeuq")]
     assert all(r["trials"] >= 1 and r["rescored"] >= 0 for r in searched)
