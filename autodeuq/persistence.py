@@ -478,10 +478,8 @@ def _read_gaussian(est, fitted, r, where):
         raise _Broken(f"{here} must be a GaussianMLP of {n} features")
     var_floor = _finite(saved, "var_floor", here, positive=True)
     refs = _field(saved, "state_dict", here, dict)
-    # Built on the meta device: no memory and no random numbers until the shapes are checked.
-    with torch.device("meta"):
-        module = GaussianMLP(n, config["layers"], var_floor=var_floor)
-    expected = {name: tuple(t.shape) for name, t in module.state_dict().items()}
+    expected = {name: tuple(t.shape) for name, t in
+                GaussianMLP.empty(n, config["layers"], var_floor=var_floor).state_dict().items()}
     if set(refs) != set(expected):
         missing, unexpected = sorted(set(expected) - set(refs)), sorted(set(refs) - set(expected))
         raise _Broken(f"{here}.state_dict does not match the network of config_ (missing "
@@ -489,8 +487,8 @@ def _read_gaussian(est, fitted, r, where):
     state = {name: torch.from_numpy(r.array(refs[name], f"{here}.state_dict.{name}",
                                             expected[name]))
              for name in expected}
-    module.load_state_dict(state, assign=True)
-    est.module_ = module.double().eval()
+    est.module_ = GaussianMLP.from_state_dict(n, config["layers"], state,
+                                              var_floor=var_floor).double().eval()
     return est
 
 

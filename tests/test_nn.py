@@ -323,6 +323,32 @@ def test_skip_connection_adds_a_used_projection():
     assert not torch.allclose(before, after)
 
 
+def test_from_state_dict_holds_the_weights_and_draws_no_random_numbers():
+    torch.manual_seed(0)
+    layers = [_layer(4), _layer(5, skip=[0])]
+    trained = GaussianMLP(3, layers, var_floor=1e-4).double()
+    state = {k: v.clone() for k, v in trained.state_dict().items()}
+    stream = torch.get_rng_state()
+    module = GaussianMLP.from_state_dict(3, layers, state, var_floor=1e-4)
+    assert torch.equal(torch.get_rng_state(), stream)
+    assert module.var_floor == 1e-4
+    assert all(p.dtype == torch.float64 and p.device.type == "cpu"
+               for p in module.parameters())
+    x = torch.randn(7, 3, dtype=torch.float64)
+    for got, want in zip(module(x), trained(x), strict=True):
+        assert torch.equal(got, want)
+    # The structure alone, for shapes: nothing allocated.
+    assert all(t.is_meta for t in GaussianMLP.empty(3, layers).state_dict().values())
+
+
+def test_from_state_dict_refuses_a_state_of_another_network():
+    state = GaussianMLP(3, [_layer(4)]).state_dict()
+    with pytest.raises(RuntimeError, match="size mismatch"):
+        GaussianMLP.from_state_dict(3, [_layer(6)], state)
+    with pytest.raises(RuntimeError, match="Missing key"):
+        GaussianMLP.from_state_dict(3, [_layer(4), _layer(4)], state)
+
+
 def test_fresh_network_predicts_unit_variance():
     torch.manual_seed(0)
     module = GaussianMLP(3, [_layer(32), _layer(16, "tanh")])

@@ -281,15 +281,12 @@ class GaussianMLPRegressor(UncertaintyRegressorMixin, RegressorMixin, BaseEstima
         are already scaled (its own input scaler is the identity)."""
         config = normalize_config(config)
         est = cls.from_config(config, **params)
-        # Built on the meta device: an initialization drawn from torch's global stream, the
-        # user's, would be thrown away at once (as persistence.load does).
-        with torch.device("meta"):
-            module = GaussianMLP(n_features, config["layers"])
-        dtypes = {k: t.dtype for k, t in module.state_dict().items()}
-        module.load_state_dict({k: torch.tensor(np.asarray(v), dtype=dtypes.get(k))
-                                for k, v in state.items()}, assign=True)
+        # No initialization drawn from torch's global stream, the user's (from_state_dict).
+        module = GaussianMLP.from_state_dict(
+            n_features, config["layers"],
+            {k: torch.tensor(np.asarray(v), dtype=torch.float64) for k, v in state.items()})
         est.config_ = config
-        est.module_ = module.double().eval()
+        est.module_ = module.eval()
         est.x_scaler_ = StandardScaler(with_mean=False, with_std=False).fit(
             np.zeros((1, n_features)))
         est.n_features_in_ = n_features

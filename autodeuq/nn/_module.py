@@ -98,3 +98,35 @@ class GaussianMLP(nn.Module):
         mean = raw[:, 0]
         var = nn.functional.softplus(raw[:, 1]) + self.var_floor
         return mean, var
+
+    @classmethod
+    def empty(cls, n_features, layers, var_floor=1e-6):
+        """The network's structure on the meta device: no memory, no random numbers drawn.
+
+        For a network whose weights come from elsewhere (:meth:`from_state_dict`), or to read
+        the shapes its state dict must have: building it on the CPU would draw an
+        initialization from torch's global random stream, the user's, only to throw it away.
+        """
+        with torch.device("meta"):
+            return cls(n_features, layers, var_floor=var_floor)
+
+    @classmethod
+    def from_state_dict(cls, n_features, layers, state, var_floor=1e-6):
+        """A network holding ``state``'s tensors (not copies), built without random numbers.
+
+        Parameters
+        ----------
+        n_features, layers, var_floor
+            As for the constructor.
+        state : dict of str to torch.Tensor
+            Every parameter and buffer of the network, of the shapes it has; the network
+            takes their dtype and device.
+
+        Raises
+        ------
+        RuntimeError
+            From ``load_state_dict``, naming the missing, unexpected or misshapen entries.
+        """
+        module = cls.empty(n_features, layers, var_floor=var_floor)
+        module.load_state_dict(state, assign=True)
+        return module

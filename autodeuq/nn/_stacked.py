@@ -186,12 +186,10 @@ class StackedGaussianMLP(nn.Module):
         state = self.state_dict() if state is None else state
         modules = []
         for k in range(len(next(iter(state.values())))):
-            with torch.device("meta"):
-                module = GaussianMLP(self.n_features, self.layers, var_floor=self.var_floor)
             member = {name: value.to(device)
                       for name, value in self.member_state_dict(k, state).items()}
-            module.load_state_dict(member, assign=True)
-            modules.append(module.eval())
+            modules.append(GaussianMLP.from_state_dict(self.n_features, self.layers, member,
+                                                       var_floor=self.var_floor).eval())
         return modules
 
     def forward(self, x):
