@@ -110,6 +110,8 @@ class Killer(threading.Thread):
 def check(table, directory, trials):
     """Problems with the bookkeeping: a list of strings, empty when every trial is accounted."""
     problems = []
+    # The search's own subdirectory of checkpoint_dir (the newest, should it hold others).
+    directory = max(directory.glob("search-*"), key=lambda path: path.stat().st_mtime)
     lines = (directory / "journal.jsonl").read_text().splitlines()
     records = [json.loads(line) for line in lines]
     journal_ids = [r["trial_id"] for r in records]

@@ -12,6 +12,18 @@ import pytest
 FAST = {"hidden_layer_sizes": (16,), "max_epochs": 30, "learning_rate": 1e-2, "patience": 10}
 
 
+def search_dir(checkpoint_dir):
+    """The journal directory of the one search fitted with ``checkpoint_dir`` (its
+    ``search-...`` subdirectory; ``checkpoint_dir`` itself where ``Journal`` was given it
+    directly), None before there is one."""
+    checkpoint_dir = Path(checkpoint_dir)
+    if (checkpoint_dir / "meta.json").exists():
+        return checkpoint_dir
+    found = sorted(checkpoint_dir.glob("search-*"))
+    assert len(found) <= 1, f"more than one search in {checkpoint_dir}: {found}"
+    return found[0] if found else None
+
+
 @pytest.fixture(scope="session")
 def regression_data():
     """Heteroscedastic data: y = sin(x0) + x1, noise growing with |x2|."""

@@ -6,6 +6,7 @@ import warnings
 
 import numpy as np
 import pytest
+from conftest import search_dir
 
 from autodeuq import AutoDEUQRegressor, NASRegressor
 from autodeuq.evaluation import (
@@ -211,9 +212,10 @@ def test_resume_restores_the_rung_values_of_journaled_trials(xy, tmp_path):
     first = nas([GOOD[0], GOOD[1], BAD[0]], early_discard=policy,
                 checkpoint_dir=tmp_path).fit(X, y)
     assert list(first.search_results_["status"]) == ["success", "success", "discarded"]
-    lines = [json.loads(s) for s in (tmp_path / "journal.jsonl").read_text().splitlines()]
+    journal = search_dir(tmp_path)
+    lines = [json.loads(s) for s in (journal / "journal.jsonl").read_text().splitlines()]
     assert (lines[2]["status"], lines[2]["rung_nlls"][0][0]) == ("discarded", 1)
-    assert not (tmp_path / "weights" / "trial-2.npz").exists()
+    assert not (journal / "weights" / "trial-2.npz").exists()
     # Resumed: the three journaled trials are read back, and the next bad candidate is judged
     # against their one-epoch values (2 are needed before anything is discarded).
     resumed = nas([GOOD[0], GOOD[1], BAD[0], BAD[1]], early_discard=policy,
@@ -221,9 +223,11 @@ def test_resume_restores_the_rung_values_of_journaled_trials(xy, tmp_path):
     table = resumed.search_results_
     assert list(table["status"]) == ["success", "success", "discarded", "discarded"]
     assert row(table, 2)["duration"] == row(first.search_results_, 2)["duration"]
-    with pytest.raises(ValueError, match="other data or settings"):
-        nas([GOOD[0]], max_evals=5, early_discard=OneEpoch(keep=0.25),
-            checkpoint_dir=tmp_path).fit(X, y)
+    # Another policy's rung values are not comparable: its search is another one.
+    other = nas([GOOD[0]], max_evals=1, early_discard=OneEpoch(keep=0.25),
+                checkpoint_dir=tmp_path).fit(X, y)
+    assert len(other.search_results_) == 1
+    assert len(list(tmp_path.glob("search-*"))) == 2
 
 
 @pytest.mark.parametrize(("value", "match"), [

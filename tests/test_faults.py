@@ -15,6 +15,7 @@ import zipfile
 
 import numpy as np
 import pytest
+from conftest import search_dir
 
 from autodeuq import NASRegressor
 from autodeuq.evaluation import Journal, TrialResult, checkpoint_lock
@@ -49,8 +50,10 @@ def tight():
 
 
 def journal_lines(directory):
-    path = directory / "journal.jsonl"
-    return path.read_text().splitlines() if path.exists() else []
+    """The lines of the journal of the one search in ``directory`` (a checkpoint_dir)."""
+    directory = search_dir(directory)
+    path = None if directory is None else directory / "journal.jsonl"
+    return path.read_text().splitlines() if path is not None and path.exists() else []
 
 
 def when_journal_has(directory, n, action, timeout=600):
@@ -77,7 +80,7 @@ def assert_consistent(directory):
     assert len(ids) == len(set(ids))
     for record in records:
         if record["status"] == "success":
-            with np.load(directory / "weights" / f"trial-{record['trial_id']}.npz",
+            with np.load(search_dir(directory) / "weights" / f"trial-{record['trial_id']}.npz",
                          allow_pickle=False) as arrays:
                 assert np.all(np.isfinite(arrays["valid_mean"]))
     return records
@@ -356,7 +359,7 @@ def test_a_checkpoint_dir_in_use_is_refused_at_once(client, regression_data, tmp
     records = assert_consistent(tmp_path)
     assert sorted(r["trial_id"] for r in records) == list(range(6))
     assert len(outcome["first"].search_results_) == 6
-    with checkpoint_lock(tmp_path):  # free again once the first fit is over
+    with checkpoint_lock(search_dir(tmp_path)):  # free again once the first fit is over
         pass
 
 

@@ -5,6 +5,7 @@ import pickle
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import search_dir
 from sklearn.pipeline import Pipeline
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
@@ -192,31 +193,66 @@ def test_resume_does_not_repeat_finished_trials(regression_data, tmp_path):
     # The three journaled trials were read back, not trained again.
     pd.testing.assert_frame_equal(table.iloc[:3][["p:units_1", "objective", "duration"]],
                                   first.search_results_[["p:units_1", "objective", "duration"]])
-    assert len((tmp_path / "journal.jsonl").read_text().splitlines()) == 5
-    with pytest.raises(ValueError, match="other data or settings"):
-        nas(max_evals=5, checkpoint_dir=tmp_path).fit(X, y + 1)
+    assert len((search_dir(tmp_path) / "journal.jsonl").read_text().splitlines()) == 5
 
 
-@pytest.mark.parametrize(("change", "named"), [
-    ({"random_state": 1}, "differ in X, y or their validation split (random_state, "
-                          "validation_fraction); random_state."),
-    ({"validation_fraction": 0.3}, "differ in X, y or their validation split (random_state, "
-                                   "validation_fraction)."),
-    ({"search_space": {**TINY_SPACE, "units_1": Int(4, 32)}}, "differ in search_space."),
-    ({"algorithm": "bo"}, "differ in algorithm."),
-    ({"early_discard": "successive_halving"}, "differ in early_discard."),
+@pytest.mark.parametrize(("change", "level", "named"), [
+    ({"y": 1.0}, "INFO", "differ in X, y or their validation split (random_state, "
+                         "validation_fraction)."),
+    ({"random_state": 1}, "INFO", "differ in X, y or their validation split (random_state, "
+                                  "validation_fraction); random_state."),
+    ({"validation_fraction": 0.3}, "INFO", "differ in X, y or their validation split "
+                                           "(random_state, validation_fraction)."),
+    ({"search_space": {**TINY_SPACE, "units_1": Int(4, 32)}}, "WARNING",
+     "differ in search_space."),
+    ({"algorithm": "bo"}, "WARNING", "differ in algorithm."),
+    ({"early_discard": "successive_halving"}, "WARNING", "differ in early_discard."),
 ])
-def test_a_journal_of_other_settings_names_what_differs(regression_data, tmp_path, change,
-                                                        named):
-    # It used to say only "other data or settings", and suggest the same data, space and
-    # random_state, whichever had changed.
+def test_a_search_of_other_data_or_settings_starts_beside_and_says_what_differs(
+        regression_data, tmp_path, caplog, change, level, named):
+    # One checkpoint_dir used to hold one search: another was refused, so a cross-validation
+    # or a grid search could not journal its fits. Each search now has its own subdirectory;
+    # a fit of changed settings on the same data (a resume meant, perhaps) is warned of.
     X, y, _, _ = regression_data
     nas(max_evals=1, checkpoint_dir=tmp_path).fit(X, y)
-    with pytest.raises(ValueError, match="other data or settings") as info:
-        nas(max_evals=1, checkpoint_dir=tmp_path, **change).fit(X, y)
-    assert f"cannot be resumed with these: they {named} Use an empty directory (one per " \
-           "search: each fit of a cross-validation or a grid search is a search of its own)" \
-           in str(info.value)
+    shift = change.pop("y", 0.0)
+    with caplog.at_level("INFO", logger="autodeuq.evaluation._journal"):
+        est = nas(max_evals=1, checkpoint_dir=tmp_path, **change).fit(X, y + shift)
+    assert len(list(tmp_path.glob("search-*"))) == 2
+    assert len(est.search_results_) == 1  # a search of its own, nothing resumed
+    [record] = [r for r in caplog.records if r.name == "autodeuq.evaluation._journal"]
+    assert record.levelname == level
+    assert "a new search, beside 1 other(s)" in record.getMessage()
+    assert f"they {named}" in record.getMessage()
+
+
+def test_cross_validation_journals_each_fold_and_resumes_them(regression_data, tmp_path):
+    from sklearn.model_selection import KFold, cross_val_score
+
+    X, y, _, _ = regression_data
+    folds = KFold(2, shuffle=True, random_state=0)
+    # Two folds at a time, in two processes: each locks its own search, not the directory.
+    scores = cross_val_score(nas(max_evals=2, checkpoint_dir=tmp_path), X, y, cv=folds,
+                             n_jobs=2, error_score="raise")
+    searches = sorted(tmp_path.glob("search-*"))
+    assert len(searches) == 2
+    lines = {d.name: (d / "journal.jsonl").read_text() for d in searches}
+    assert all(len(text.splitlines()) == 2 for text in lines.values())
+    # Run again (after a crash, say): every fold resumes its own search, trains nothing.
+    again = cross_val_score(nas(max_evals=2, checkpoint_dir=tmp_path), X, y, cv=folds,
+                            error_score="raise")
+    np.testing.assert_allclose(again, scores)
+    assert {d.name: (d / "journal.jsonl").read_text()
+            for d in tmp_path.glob("search-*")} == lines
+
+
+def test_a_checkpoint_dir_of_the_old_layout_is_refused_untouched(regression_data, tmp_path):
+    X, y, _, _ = regression_data
+    (tmp_path / "meta.json").write_text('{"format": 1, "fingerprint": "abc"}')
+    with pytest.raises(ValueError, match=r"holds a journal in the layout of an earlier "
+                                         r"development version .* Use an empty directory"):
+        nas(max_evals=1, checkpoint_dir=tmp_path).fit(X, y)
+    assert [p.name for p in tmp_path.iterdir()] == ["meta.json"]
 
 
 def test_a_search_object_is_left_as_it_was_and_resumes(regression_data, tmp_path):
@@ -264,7 +300,7 @@ def test_initial_configs_of_numpy_values_are_journaled(regression_data, tmp_path
     assert isinstance(config["units_1"], np.integer)
     est = nas(max_evals=2, initial_configs=[config], checkpoint_dir=tmp_path).fit(X, y)
     assert est.search_results_["p:units_1"].iloc[0] == config["units_1"]
-    assert len((tmp_path / "journal.jsonl").read_text().splitlines()) == 2
+    assert len((search_dir(tmp_path) / "journal.jsonl").read_text().splitlines()) == 2
 
 
 def test_interrupt_keeps_finished_trials_and_resume_reaches_the_budget(regression_data, tmp_path,
@@ -285,7 +321,7 @@ def test_interrupt_keeps_finished_trials_and_resume_reaches_the_budget(regressio
     with pytest.raises(KeyboardInterrupt):
         nas(max_evals=4, checkpoint_dir=tmp_path).fit(X, y)
     monkeypatch.setattr(_journal.Journal, "append", original)
-    assert len((tmp_path / "journal.jsonl").read_text().splitlines()) == 2
+    assert len((search_dir(tmp_path) / "journal.jsonl").read_text().splitlines()) == 2
     resumed = nas(max_evals=4, checkpoint_dir=tmp_path).fit(X, y)
     assert sorted(resumed.search_results_["job_id"]) == [0, 1, 2, 3]
 

@@ -6,7 +6,7 @@
 import json
 
 import pytest
-from conftest import load
+from conftest import load, search_dir
 
 
 @pytest.mark.slow
@@ -21,7 +21,7 @@ def test_a_short_soak_accounts_for_every_trial(tmp_path, capsys):
     assert result["kills"] >= 1
     assert result["retried"] >= 1  # a kill interrupted a running trial, which ran again
     assert result["lost"] == result["by_status"].get("lost", 0)
-    journal = (tmp_path / "journal" / "journal.jsonl").read_text().splitlines()
+    journal = (search_dir(tmp_path / "journal") / "journal.jsonl").read_text().splitlines()
     assert sorted(json.loads(line)["trial_id"] for line in journal) == list(range(20))
     assert "every trial accounted for" in capsys.readouterr().out
     assert json.loads(out.read_text())["finished"] == 20

@@ -5,7 +5,6 @@ import math
 import numbers
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
 from sklearn.pipeline import Pipeline
@@ -268,10 +267,11 @@ verbose, early_discard, security
         recalibration = recalibration_mode(self.recalibrate)
         selector = make_selector(self.selection, self.ensemble_size)
         self._check_checkpoint_dir()
-        directory = None if self.checkpoint_dir is None else Path(self.checkpoint_dir) / "weights"
-        catalogue = Catalogue(max_in_memory=self.max_in_memory, directory=directory)
+        catalogue = Catalogue(max_in_memory=self.max_in_memory)
 
         def finish(outcome, evaluator):
+            if outcome.journal_dir is not None:  # dropped weights are read back from there
+                catalogue.directory = outcome.journal_dir / "weights"
             y_valid = outcome.data["y_valid"].astype(np.float64)
             means, variances = catalogue.valid_means(), catalogue.valid_vars()
             objectives = catalogue.objectives

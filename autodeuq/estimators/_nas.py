@@ -102,10 +102,13 @@ class NASRegressor(SearchRegressorBase):
         :class:`GaussianMLPRegressor`'s defaults brought into the search space (a strong first
         guess); a list gives flat configurations of the space; None starts from scratch.
     checkpoint_dir : str, path or None, default=None
-        Journal every finished trial there (a JSON line and its weights); fitting again with
-        the same directory and data resumes without repeating finished trials. One fit uses a
-        directory at a time (an OS lock on its ``lock`` file): another fit given it meanwhile
-        is refused at once with a ``ValueError``.
+        Journal every finished trial there (a JSON line and its weights), in a subdirectory
+        of its own per search (``search-`` and a fingerprint of the data and settings);
+        fitting again with the same directory, data and settings resumes without repeating
+        finished trials, so the folds of a cross-validation or grid search share one
+        directory. One fit uses a search's journal at a time (an OS lock on its ``lock``
+        file): another fit of the same search meanwhile is refused at once with a
+        ``ValueError``.
     random_state : int, RandomState, Generator or None, default=None
     verbose : int, default=0
         Progress of the search. 0: silent. 1: a progress bar on stderr when it is a terminal

@@ -11,6 +11,7 @@ import time
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -19,10 +20,9 @@ from sklearn.preprocessing import StandardScaler
 
 from .._checks import check_int, check_trials_per_device
 from ..evaluation import (
-    Journal,
     SerialEvaluator,
-    checkpoint_lock,
     fingerprint_parts,
+    open_search,
     run_refits,
     run_search,
 )
@@ -79,6 +79,7 @@ class SearchOutcome:
     refit_seeds: np.random.SeedSequence
     deadline: float | None = None  # Unix time the time budget ends: refits end there too
     refit_rows: float = 1.0  # rows a refit trains on over a search trial's
+    journal_dir: Path | None = None  # this search's directory in checkpoint_dir
 
 
 def refit_round(trial_seconds, refit_rows):
@@ -404,10 +405,11 @@ class SearchRegressorBase(UncertaintyRegressorMixin, RegressorMixin, BaseEstimat
                                         y_mean, y_scale]}
                 if discard is not None:  # its rung values are only comparable under one policy
                     settings["early_discard"] = discard.to_dict()
-                # One fit per directory at a time, until this fit ends: a second one is refused
-                # at once rather than interleaving its trials into this journal.
-                held.enter_context(checkpoint_lock(self.checkpoint_dir))
-                journal = Journal(self.checkpoint_dir, *fingerprint_parts(data, settings))
+                # The journal of this search (of these data and settings) in its own
+                # subdirectory, locked until this fit ends: a second fit of the same search is
+                # refused at once rather than interleaving its trials into this journal.
+                journal = held.enter_context(
+                    open_search(self.checkpoint_dir, *fingerprint_parts(data, settings)))
                 done = journal.load(with_arrays=False)
                 for result in done:  # arrays one trial at a time: on_result may drop them
                     search.add(result.trial_id, result.config, *search_outcome(result))
@@ -452,7 +454,9 @@ class SearchRegressorBase(UncertaintyRegressorMixin, RegressorMixin, BaseEstimat
                                         n_features=X.shape[1],
                                         wall_time=time.monotonic() - start,
                                         refit_seeds=refit_seq, deadline=deadline,
-                                        refit_rows=refit_rows)
+                                        refit_rows=refit_rows,
+                                        journal_dir=None if journal is None
+                                        else journal.directory)
                 self._check_some_succeeded(outcome)
                 self.refit_time_ = 0.0  # _refit_members sets it when there is a refit
                 return finish(outcome, evaluator)

@@ -15,7 +15,14 @@ from ._discard import (
     rung_threshold,
     search_outcome,
 )
-from ._journal import Journal, checkpoint_lock, fingerprint, fingerprint_parts
+from ._journal import (
+    Journal,
+    checkpoint_lock,
+    fingerprint,
+    fingerprint_parts,
+    open_search,
+    search_directory,
+)
 from ._loop import refit_tasks, run_refits, run_search, trial_seed
 from ._progress import SearchProgress
 from ._result import STATUSES, TrialResult
@@ -40,10 +47,12 @@ __all__ = [
     "fingerprint",
     "fingerprint_parts",
     "make_early_discard",
+    "open_search",
     "refit_tasks",
     "run_refits",
     "run_search",
     "rung_threshold",
+    "search_directory",
     "search_outcome",
     "train_candidate",
     "trial_seed",
