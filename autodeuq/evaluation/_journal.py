@@ -137,7 +137,7 @@ def _log_other_searches(root, directory, parts, label):
             continue
         try:
             others.append(json.loads(meta_path.read_text()).get("parts"))
-        except (OSError, ValueError):
+        except (OSError, ValueError, AttributeError):  # unreadable: counted, not compared
             others.append(None)
     if not others:
         return
