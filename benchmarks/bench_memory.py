@@ -223,7 +223,7 @@ def run_variant(variant, evals, rows, algorithm, seed=0, trace=False):
             tracemalloc.stop()
             logger.removeHandler(counter)
             logger.setLevel(old_level)
-        weights = sorted(Path(tmp, "weights").glob("trial-*.npz"))
+        weights = sorted(Path(tmp).glob("search-*/weights/trial-*.npz"))
         npz_bytes = (sum(p.stat().st_size for p in weights) / len(weights)) if weights else None
 
     samples = sampler.samples

@@ -102,7 +102,7 @@ class Catalogue:
         worst in-memory candidate's weights are dropped. ``0`` keeps none, None keeps all.
         Validation predictions are never dropped.
     directory : str or path-like, default=None
-        The journal's weights directory (``<checkpoint_dir>/weights``), holding
+        The search journal's weights directory (``<checkpoint_dir>/search-.../weights``), holding
         ``trial-<id>.npz`` files; dropped weights are reloaded from it by :meth:`state`.
         None means dropped weights are gone.
 
