@@ -270,8 +270,8 @@ verbose, early_discard, security
         catalogue = Catalogue(max_in_memory=self.max_in_memory)
 
         def finish(outcome, evaluator):
-            if outcome.journal_dir is not None:  # dropped weights are read back from there
-                catalogue.directory = outcome.journal_dir / "weights"
+            # Dropped weights are read back from the search's journal, if any.
+            catalogue.directory = outcome.journal_weights
             y_valid = outcome.data["y_valid"].astype(np.float64)
             means, variances = catalogue.valid_means(), catalogue.valid_vars()
             objectives = catalogue.objectives

@@ -79,7 +79,7 @@ class SearchOutcome:
     refit_seeds: np.random.SeedSequence
     deadline: float | None = None  # Unix time the time budget ends: refits end there too
     refit_rows: float = 1.0  # rows a refit trains on over a search trial's
-    journal_dir: Path | None = None  # this search's directory in checkpoint_dir
+    journal_weights: Path | None = None  # Journal.weights_directory of this search
 
 
 def refit_round(trial_seconds, refit_rows):
@@ -455,8 +455,8 @@ class SearchRegressorBase(UncertaintyRegressorMixin, RegressorMixin, BaseEstimat
                                         wall_time=time.monotonic() - start,
                                         refit_seeds=refit_seq, deadline=deadline,
                                         refit_rows=refit_rows,
-                                        journal_dir=None if journal is None
-                                        else journal.directory)
+                                        journal_weights=None if journal is None
+                                        else journal.weights_directory)
                 self._check_some_succeeded(outcome)
                 self.refit_time_ = 0.0  # _refit_members sets it when there is a refit
                 return finish(outcome, evaluator)

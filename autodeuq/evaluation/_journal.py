@@ -223,7 +223,9 @@ class Journal:
         self._where = label or f"checkpoint_dir={str(directory)!r}"
         self.directory = Path(directory)
         self.fingerprint = fingerprint
-        self._weights = self.directory / "weights"
+        #: Where each successful trial's ``trial-<id>.npz`` is (a :class:`Catalogue`'s
+        #: ``directory`` reads dropped weights back from it).
+        self.weights_directory = self.directory / "weights"
         self._lines = self.directory / "journal.jsonl"
         meta_path = self.directory / "meta.json"
         if meta_path.exists():
@@ -250,7 +252,7 @@ class Journal:
                 written["parts"] = parts
             tmp.write_text(json.dumps(written))
             os.replace(tmp, meta_path)
-        self._weights.mkdir(parents=True, exist_ok=True)
+        self.weights_directory.mkdir(parents=True, exist_ok=True)
         self._cut_partial_line()
 
     def _cut_partial_line(self):
@@ -292,7 +294,7 @@ class Journal:
         """Fill a successful journaled trial's weights and validation predictions."""
         if not result.ok:
             return result
-        path = self._weights / f"trial-{result.trial_id}.npz"
+        path = self.weights_directory / f"trial-{result.trial_id}.npz"
         try:  # data only: an object array (a pickle) is refused, never unpickled
             with np.load(path, allow_pickle=False) as arrays:
                 result.valid_mean = arrays["valid_mean"]
@@ -310,7 +312,7 @@ class Journal:
     def append(self, result):
         """Write one finished trial (weights first, then its line)."""
         if result.ok:
-            path = self._weights / f"trial-{result.trial_id}.npz"
+            path = self.weights_directory / f"trial-{result.trial_id}.npz"
             tmp = path.with_suffix(".tmp.npz")
             np.savez(tmp, valid_mean=result.valid_mean, valid_var=result.valid_var,
                      **{_STATE + k: v for k, v in result.state.items()})
