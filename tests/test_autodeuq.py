@@ -6,6 +6,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from scipy.special import ndtri
 from sklearn.base import clone
 from sklearn.pipeline import Pipeline
 from sklearn.utils.estimator_checks import parametrize_with_checks
@@ -13,7 +14,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from autodeuq import AutoDEUQRegressor, DeepEnsembleRegressor
 from autodeuq.estimators._search_base import BATCH_COST
 from autodeuq.space import Float, Int
-from autodeuq.uncertainty import calibrated_levels
+from autodeuq.uncertainty import calibrated_levels, transfer_pits
 
 SPACE = {"num_layers": 1, "units_1": Int(4, 32), "learning_rate": Float(1e-3, 3e-2, log=True),
          "max_epochs": 40, "patience": 10}
@@ -529,6 +530,42 @@ def test_refit_trains_the_selected_configs_again_on_all_the_data(fitted, regress
     # Each member early-stopped on its own tenth of the data, so they trained on other rows.
     members = fitted.pipeline_[-1].estimators_
     assert len({m.validation_nll_ for m in members}) == len(members)
+    # The intervals' levels: the searched ensemble's validation PITs (kept as they are
+    # without a refit), moved on the normal scale by one factor, never outwards, for the
+    # refitted ensemble's spread (transfer_pits).
+    z_searched = ndtri(searched.pipeline_[-1].interval_pits_)
+    z_refitted = ndtri(fitted.pipeline_[-1].interval_pits_)
+    far = np.isfinite(z_searched) & (np.abs(z_searched) > 0.1)
+    factor = z_refitted[far] / z_searched[far]
+    np.testing.assert_allclose(factor, factor[0], rtol=1e-6)
+    assert factor[0] <= 1.0 + 1e-9
+
+
+def test_the_intervals_levels_move_to_the_refitted_ensemble(regression_data, monkeypatch):
+    from autodeuq.estimators import _autodeuq
+
+    calls = []
+
+    def spy(pits, y_held, held, target, narrow_only=False):
+        moved = transfer_pits(pits, y_held, held, target, narrow_only=narrow_only)
+        calls.append((pits, y_held, held, target, narrow_only, moved))
+        return moved
+
+    monkeypatch.setattr(_autodeuq, "transfer_pits", spy)
+    X, y, _, _ = regression_data
+    est = auto(max_evals=6).fit(X, y)
+    [(pits, y_held, held, target, narrow_only, moved)] = calls
+    # From the searched members' PITs at the validation targets (both parts, with
+    # rescoring) to the refitted ensemble's mixture on the validation rows, never outwards;
+    # what is kept is what it returned.
+    np.testing.assert_allclose(pits, held.cdf(y_held))
+    assert held.n_samples == len(y_held) >= target.n_samples == round(0.2 * len(y))
+    assert target.n_components == len(est.members_) == 3
+    assert narrow_only is True
+    np.testing.assert_array_equal(est.pipeline_[-1].interval_pits_, moved)
+    calls.clear()
+    assert auto(max_evals=6, refit=False).fit(X, y).pipeline_[-1].interval_pits_ is not None
+    assert not calls  # the searched members predict: their own PITs
 
 
 def _unlucky_refits(monkeypatch, how, every_time=False):

@@ -5,7 +5,7 @@ into aleatoric and epistemic parts; the metric functions take ``(y_true, y_pred)
 scikit-learn's, with ``y_pred`` a :class:`NormalMixture`.
 """
 
-from ._calibration import calibrated_levels, fit_std_scale
+from ._calibration import calibrated_levels, fit_std_scale, transfer_pits
 from ._metrics import (
     calibration_curve,
     calibration_error,
@@ -34,4 +34,5 @@ __all__ = [
     "nll",
     "regression_report",
     "rmse",
+    "transfer_pits",
 ]

@@ -7,16 +7,21 @@ import warnings
 
 import numpy as np
 from scipy.optimize import minimize_scalar
+from scipy.special import ndtr, ndtri
 
 from ._metrics import nll
 from ._mixture import NormalMixture
 
-__all__ = ["calibrated_levels", "fit_std_scale"]
+__all__ = ["calibrated_levels", "fit_std_scale", "transfer_pits"]
 
 # The factor is searched in [e^-3, e^3]: far beyond any honest miscalibration.
 _LOG_BOUND = 3.0
 # Calibrated levels stay this far inside (0, 1), where every quantile is finite.
 _LEVEL_EPS = 1e-12
+# The predicted squared error of a mixture's mean, c a - s, is kept at least this fraction of
+# its variance a + s at every point (it cannot be negative; where the spread s exceeds c a,
+# the members' errors are not as the held-out points measured them).
+_ERROR_FLOOR = 0.05
 
 
 def fit_std_scale(y_true, y_pred, widen_only=False):
@@ -76,6 +81,27 @@ def check_coverage(coverage):
                          "for a 90% interval.")
 
 
+def _check_pits(pits):
+    """``pits`` as a 1-D float64 array of at least 2 values in [0, 1], else a ValueError."""
+    try:
+        pits = np.asarray(pits, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"pits must be numbers in [0, 1]; got {type(pits).__name__} with a "
+                         f"value that is not one ({exc}). Pass NormalMixture.cdf(y) of "
+                         "held-out points.") from None
+    if pits.ndim != 1 or pits.size < 2:
+        raise ValueError(f"pits must be a 1-D array of at least 2 values; got shape "
+                         f"{pits.shape}. Pass NormalMixture.cdf(y) of held-out points.")
+    if np.isnan(pits).any():
+        raise ValueError(f"pits must lie in [0, 1]; got {int(np.isnan(pits).sum())} NaN "
+                         "value(s). Pass NormalMixture.cdf(y) of held-out points with finite "
+                         "targets.")
+    if not np.all((pits >= 0.0) & (pits <= 1.0)):
+        raise ValueError(f"pits must lie in [0, 1]; got values from {float(np.min(pits))} to "
+                         f"{float(np.max(pits))}. Pass NormalMixture.cdf(y) of held-out points.")
+    return pits
+
+
 def calibrated_levels(pits, coverage=0.9):
     """The predictive quantile levels whose central interval held ``coverage`` of held-out data.
 
@@ -115,22 +141,7 @@ def calibrated_levels(pits, coverage=0.9):
         < 2``), the level on the lower side, or on both, is ``1e-12`` from 0 or 1: an
         interval as wide as the distribution can say.
     """
-    try:
-        pits = np.asarray(pits, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"pits must be numbers in [0, 1]; got {type(pits).__name__} with a "
-                         f"value that is not one ({exc}). Pass NormalMixture.cdf(y) of "
-                         "held-out points.") from None
-    if pits.ndim != 1 or pits.size < 2:
-        raise ValueError(f"pits must be a 1-D array of at least 2 values; got shape "
-                         f"{pits.shape}. Pass NormalMixture.cdf(y) of held-out points.")
-    if np.isnan(pits).any():
-        raise ValueError(f"pits must lie in [0, 1]; got {int(np.isnan(pits).sum())} NaN "
-                         "value(s). Pass NormalMixture.cdf(y) of held-out points with finite "
-                         "targets.")
-    if not np.all((pits >= 0.0) & (pits <= 1.0)):
-        raise ValueError(f"pits must lie in [0, 1]; got values from {float(np.min(pits))} to "
-                         f"{float(np.max(pits))}. Pass NormalMixture.cdf(y) of held-out points.")
+    pits = _check_pits(pits)
     check_coverage(coverage)
     pits = np.sort(pits)
     n = pits.size
@@ -147,3 +158,83 @@ def calibrated_levels(pits, coverage=0.9):
     # 0 or 1 in floating point).
     lower, upper = np.clip([lower, upper], _LEVEL_EPS, 1.0 - _LEVEL_EPS)
     return float(lower), float(upper)
+
+
+def _member_calibration(y, mixture):
+    """``c``: the mean squared error of the components over their mean variance, the
+    weighted mean over components and points (1 for members calibrated on average)."""
+    squared = mixture.weights @ (np.asarray(y, dtype=np.float64) - mixture.means) ** 2
+    return float(np.mean(squared) / np.mean(mixture.aleatoric_var))
+
+
+def _error_share(mixture, c):
+    """The predicted mean over points of ``(y - mean)**2 / total variance``: ``(c a - s) /
+    (a + s)`` (``a`` aleatoric, ``s`` epistemic variance), floored at ``_ERROR_FLOOR``."""
+    a, s = mixture.aleatoric_var, mixture.epistemic_var
+    return float(np.mean(np.maximum(c * a - s, _ERROR_FLOOR * (a + s)) / (a + s)))
+
+
+def transfer_pits(pits, y_held, held, target, narrow_only=False):
+    """Held-out PIT values of one ensemble, moved to another of more (or fewer) networks.
+
+    Quantile recalibration (:func:`calibrated_levels`) assumes the model that predicts is
+    the one the held-out PITs were measured on. A search measures them on its searched
+    members and then predicts with networks of the same configurations trained again,
+    often more of them; those have no held-out data left. This moves the PITs by the change
+    in the ensemble's spread. For a mixture of weights ``w`` and means ``mu_i`` the squared
+    error of its mean is, at every point, the weighted mean of the components' squared
+    errors less their spread::
+
+        (y - mean)**2 = sum_i w_i (y - mu_i)**2 - sum_i w_i (mu_i - mean)**2
+
+    Members whose squared error is ``c`` times their variance on average (``c`` measured on
+    the held-out points) give the mean an expected squared error of ``c a - s``, where
+    ``a`` is the mixture's aleatoric variance and ``s`` its epistemic one, while the mixture
+    has variance ``a + s``: the more the members disagree (more networks, more different
+    ones), the wider the mixture is for its errors, and its PITs crowd the middle. Each PIT
+    is moved on the normal scale, ``ndtr(ndtri(pit) * sqrt(r))``, with ``r`` the ratio of
+    ``target``'s predicted mean of ``(y - mean)**2 / (a + s)`` to ``held``'s.
+
+    Parameters
+    ----------
+    pits : array-like of shape (n_held,)
+        ``held.cdf(y_held)`` or any PITs of ``held`` on held-out points.
+    y_held : array-like of shape (n_held,)
+        The held-out targets.
+    held : NormalMixture
+        The ensemble the PITs were measured with, at the held-out points.
+    target : NormalMixture
+        The ensemble that predicts, at points like the held-out ones (any number; they
+        need no targets), in the same units as ``held``.
+    narrow_only : bool, default=False
+        Never move the PITs outwards (a ratio above 1 is taken as 1). For a ``target`` of
+        the same configurations as ``held`` and at least as many networks, whose spread is
+        then at least ``held``'s, predicted on rows it trained on, where networks agree
+        more than on new rows: a ratio above 1 is that bias, not a real change.
+
+    Returns
+    -------
+    ndarray of shape (n_held,)
+        The moved PITs, sorted; unchanged when ``target`` spreads as ``held`` does.
+    """
+    for name, mixture in (("held", held), ("target", target)):
+        if not isinstance(mixture, NormalMixture):
+            raise TypeError(f"{name} must be a NormalMixture; got {type(mixture).__name__}. "
+                            "Pass the ensemble's predict_distribution(X).")
+    pits = _check_pits(pits)
+    y_held = np.asarray(y_held, dtype=np.float64).ravel()
+    if not pits.size == y_held.size == held.n_samples:
+        raise ValueError(f"pits, y_held and held must describe the same held-out points; got "
+                         f"{pits.size} PITs, {y_held.size} targets and {held.n_samples} "
+                         "predictions. Pass held.cdf(y_held), y_held and held.")
+    if not isinstance(narrow_only, bool | np.bool_):
+        raise TypeError(f"narrow_only must be a bool; got {narrow_only!r}. Pass True or False.")
+    if not np.all(np.isfinite(y_held)):
+        raise ValueError("y_held must be finite; got NaN or infinite values. Pass the "
+                         "held-out targets the PITs were computed from.")
+    pits = np.sort(pits)
+    c = _member_calibration(y_held, held)
+    ratio = _error_share(target, c) / _error_share(held, c)
+    if narrow_only:
+        ratio = min(ratio, 1.0)
+    return ndtr(ndtri(pits) * math.sqrt(ratio))
