@@ -290,13 +290,12 @@ class DeepEnsembleRegressor(UncertaintyRegressorMixin, RegressorMixin, BaseEstim
         return self
 
     @classmethod
-    def _from_fitted(cls, members, weights, n_features, random_state=None, std_scale=1.0,
-                     interval_pits=None):
+    def _from_fitted(cls, members, weights, n_features, random_state=None, std_scale=1.0):
         """An ensemble of members already trained elsewhere (a search's catalogue).
 
         Its parameters describe the same members as unfitted estimators, so ``clone`` gives
-        an ensemble that trains those configurations afresh. ``interval_pits``: sorted
-        predictive CDF values of held-out targets, or None (intervals not calibrated).
+        an ensemble that trains those configurations afresh. Its intervals are not
+        calibrated (``interval_pits_`` None) until the caller sets them.
         """
         weights = np.asarray(weights, dtype=float)
         est = cls(members=[clone(m) for m in members], weights=weights.tolist(),
@@ -305,7 +304,7 @@ class DeepEnsembleRegressor(UncertaintyRegressorMixin, RegressorMixin, BaseEstim
         est.weights_ = weights / weights.sum()
         est.n_features_in_ = n_features
         est.std_scale_ = float(std_scale)
-        est.interval_pits_ = None if interval_pits is None else np.sort(interval_pits)
+        est.interval_pits_ = None
         return est
 
     def predict_distribution(self, X):
