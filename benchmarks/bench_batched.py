@@ -8,9 +8,11 @@ Each time is the median over ``--repeats`` alternating runs; the ratio is sequen
 batched. Wall-clock seconds are printed with the process's CPU seconds: on a shared machine
 the wall clock also counts time spent waiting for a core, and the CPU time does not (with
 ``--threads 1`` it is the work done). The mean validation NLL of the members is printed as a
-check that both sides train equally well.
+check that both sides train equally well. ``--device cuda`` trains both sides on a GPU (the
+fitted members come back to the CPU, so each time includes the device's work).
 
     python benchmarks/bench_batched.py [--members 5 10] [--rows 4000] [--epochs 10]
+        [--device cpu]
 """
 
 import argparse
@@ -26,7 +28,8 @@ from autodeuq import DeepEnsembleRegressor, GaussianMLPRegressor
 def fit_seconds(X, y, n_members, batched, args, seed=0):
     member = GaussianMLPRegressor(hidden_layer_sizes=(args.units, args.units),
                                   max_epochs=args.epochs, early_stopping=False,
-                                  learning_rate=1e-3, batch_size=args.batch_size)
+                                  learning_rate=1e-3, batch_size=args.batch_size,
+                                  device=args.device)
     est = DeepEnsembleRegressor(member, n_members=n_members, random_state=seed,
                                 batched=batched)
     start, cpu = time.perf_counter(), time.process_time()
@@ -46,6 +49,8 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads (default: torch's own choice)")
+    parser.add_argument("--device", default="cpu",
+                        help="where the members train: 'cpu' (default), 'cuda' or 'cuda:N'")
     args = parser.parse_args(argv)
 
     if args.threads is not None:
@@ -60,7 +65,7 @@ def main(argv=None):
 
     print(f"rows={args.rows} features={args.features} layers=2x{args.units} "
           f"batch={args.batch_size} epochs={args.epochs} repeats={args.repeats} "
-          f"threads={torch.get_num_threads()} torch={torch.__version__}")
+          f"threads={torch.get_num_threads()} device={args.device} torch={torch.__version__}")
     print(f"{'K':>3} {'clock':>5} {'sequential s':>12} {'batched s':>10} {'ratio':>6} "
           f"{'val NLL seq':>11} {'val NLL bat':>11}")
     for n_members in args.members:
