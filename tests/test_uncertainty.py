@@ -521,6 +521,17 @@ def test_method_validation():
         mix.ppf([0.5, 0.5])
     with pytest.raises(ValueError, match="y must be a scalar or have shape"):
         mix.logpdf(np.zeros(4))
+    # A length-1 array is a slip (y[:1]), not a scalar: refused by every per-point method.
+    for method in (mix.cdf, mix.logpdf, mix.pdf, mix.ppf):
+        with pytest.raises(ValueError, match=r"must be a scalar or have shape \(3,\), one "
+                           r"value per point; got shape \(1,\)"):
+            method(np.array([0.5]))
+    with pytest.raises(ValueError, match=r"shift must be a scalar or have shape \(3,\)"):
+        mix.affine([1.0])
+    np.testing.assert_array_equal(mix.cdf(np.float64(0.0)), [0.5, 0.5, 0.5])  # a scalar is
+    np.testing.assert_array_equal(mix.cdf(np.array(0.0)), [0.5, 0.5, 0.5])  # for every point
+    single = NormalMixture(np.zeros((2, 1)), np.ones((2, 1)))
+    np.testing.assert_array_equal(single.cdf(np.array([0.0])), [0.5])  # one point, one value
     for bad in (0, 1, 1.5, "0.9", [0.9]):
         with pytest.raises(ValueError, match="level must be a float"):
             mix.interval(bad)

@@ -336,15 +336,19 @@ class NormalMixture:
         )
 
     def _points(self, y, name):
-        """Broadcast ``y`` to shape (n_samples,)."""
+        """``y`` as shape (n_samples,): a scalar for every point, or one value per point.
+
+        Only a scalar is broadcast: an array of another shape, a length-1 array too, is
+        refused (``y[:1]`` for a mixture of many points is a slip, not "every point")."""
         a = _as_float_array(y, name)
-        try:
+        if a.ndim == 0:
             return np.broadcast_to(a, (self.n_samples,))
-        except ValueError:
+        if a.shape != (self.n_samples,):
             raise ValueError(
                 f"{name} must be a scalar or have shape ({self.n_samples},), one value per "
                 f"point; got shape {a.shape}. Pass one value per data point."
-            ) from None
+            )
+        return a
 
     def logpdf(self, y):
         """Log density of the mixture at ``y``, point by point.
