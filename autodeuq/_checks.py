@@ -41,5 +41,6 @@ def check_int(name, value, fix="", *, low=1, allow_none=False):
 
 def check_trials_per_device(value):
     """``trials_per_device`` (trials sharing one GPU at once) as an int >= 1."""
-    return check_int("trials_per_device", value, "Use 1 for one trial per GPU at a time, or 2 "
-                     "to 4 to train several small candidates on each GPU at once.")
+    return check_int("trials_per_device", value, "Use 1 for one trial per GPU at a time, or "
+                     "more, up to the CPU cores per GPU, to train several small candidates on "
+                     "each GPU at once.")

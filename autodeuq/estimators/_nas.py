@@ -69,8 +69,10 @@ class NASRegressor(SearchRegressorBase):
         the GPU as a Dask ``GPU`` resource; on an existing cluster whose workers offer a
         ``GPU`` resource, each candidate asks for ``1 / trials_per_device`` of one, so start
         the workers with ``--nthreads 2 --resources GPU=1`` for ``trials_per_device=2``.
-        Each candidate hands the GPU memory it cached back when it ends. On the CPU (no
-        worker offers a ``GPU`` resource) it changes nothing.
+        Each candidate hands the GPU memory it cached back when it ends. Up to the CPU cores
+        per GPU pays for small networks (on an H200 with 16 cores, 8 trained 7.9 times as
+        many candidates an hour as 1; each process holds a core and ~820 MiB of the GPU).
+        On the CPU (no worker offers a ``GPU`` resource) it changes nothing.
     trial_timeout : float or None, default=None
         Seconds of training per candidate before it is recorded as ``"timeout"``.
     validation_fraction : float, default=0.2
