@@ -341,14 +341,13 @@ class NormalMixture:
         Only a scalar is broadcast: an array of another shape, a length-1 array too, is
         refused (``y[:1]`` for a mixture of many points is a slip, not "every point")."""
         a = _as_float_array(y, name)
-        if a.ndim == 0:
-            return np.broadcast_to(a, (self.n_samples,))
-        if a.shape != (self.n_samples,):
+        if a.ndim != 0 and a.shape != (self.n_samples,):
             raise ValueError(
                 f"{name} must be a scalar or have shape ({self.n_samples},), one value per "
                 f"point; got shape {a.shape}. Pass one value per data point."
             )
-        return a
+        # A read-only view either way: the caller's array is never written to.
+        return np.broadcast_to(a, (self.n_samples,))
 
     def logpdf(self, y):
         """Log density of the mixture at ``y``, point by point.
