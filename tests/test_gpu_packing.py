@@ -19,8 +19,14 @@ from conftest import load
 
 from autodeuq import AutoDEUQRegressor, NASRegressor
 from autodeuq.evaluation import DaskEvaluator, TrialResult, train_candidate
+from autodeuq.evaluation import _dask as dask_module
 from autodeuq.evaluation import _train as train_module
-from autodeuq.evaluation._dask import _gpu_share, _gpu_slots, _gpu_worker_specs
+from autodeuq.evaluation._dask import (
+    _gpu_share,
+    _gpu_slots,
+    _gpu_worker_specs,
+    _idle_cores_advice,
+)
 from autodeuq.nn import (
     PREDICT_BATCH_SIZE,
     GaussianMLP,
@@ -92,6 +98,37 @@ def test_trial_slots_count_gpu_shares_and_threads():
     assert _gpu_slots(worker(1, 4), 1) == 1  # the GPU resource allows one
     assert _gpu_slots(worker(2, 4), 2) == 4
     assert _gpu_slots({"nthreads": 2}, 2) == 0  # no GPU resource: no GPU trial
+
+
+# -- advice when GPU workers leave the cores idle ---------------------------------------------
+
+
+def test_one_worker_per_gpu_on_many_cores_is_told_what_to_set():
+    advice = _idle_cores_advice(1, 1, 16)
+    assert "one candidate at a time on each of 1 GPU(s)" in advice
+    assert "16 cores" in advice
+    assert "trials_per_device=16" in advice
+    assert "devices='cpu'" in advice
+    assert "trials_per_device=4 " in _idle_cores_advice(2, 1, 8)  # the cores per GPU
+    assert _idle_cores_advice(1, 2, 16) is None  # already packing
+    assert _idle_cores_advice(4, 1, 8) is None  # two cores per GPU: little to gain
+    assert _idle_cores_advice(1, 1, 3) is None
+
+
+def test_the_embedded_gpu_cluster_sets_the_advice(monkeypatch):
+    """Without starting a cluster: the start is replaced, the advice is what is checked."""
+    monkeypatch.setattr(dask_module, "_start_whole", lambda make: "cluster")
+    monkeypatch.setattr(dask_module, "available_cores", lambda: 16)
+    evaluator = DaskEvaluator(devices=["0"])
+    assert evaluator.advice is None
+    assert evaluator._start_embedded()[0] == "cluster"
+    assert "trials_per_device=16" in evaluator.advice
+    evaluator.trials_per_device = 8
+    evaluator._start_embedded()
+    assert evaluator.advice is None
+    evaluator.devices, evaluator.trials_per_device = "cpu", 1  # no GPU: nothing to say
+    evaluator._start_embedded()
+    assert evaluator.advice is None
 
 
 # -- a real cluster whose worker declares a GPU -----------------------------------------------

@@ -227,6 +227,20 @@ def test_dashboard_link_is_logged_once(caplog):
     assert dashboard_link(SerialEvaluator()) is None
 
 
+def test_the_evaluator_s_advice_is_shown_once_with_the_progress(caplog):
+    class Evaluator(SerialEvaluator):  # as DaskEvaluator sets it on a GPU machine
+        advice = "trials_per_device=16 trains more"
+
+    for verbose, expected in ((1, 1), (0, 0)):
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger=LOGGER), Evaluator(task=fake_task) as ev:
+            ev.start({})
+            run_search(ListSearch(OUTCOMES), ev, np.random.SeedSequence(0), max_evals=2,
+                       progress=SearchProgress(verbose, stream=io.StringIO(), tty=True))
+        messages = [r.getMessage() for r in caplog.records]
+        assert messages.count("trials_per_device=16 trains more") == expected
+
+
 @pytest.mark.parametrize("verbose", [-1, 1.5, "yes", None])
 def test_bad_verbose(verbose):
     with pytest.raises(ValueError, match="verbose must be an int >= 0"):

@@ -194,6 +194,22 @@ def available_cores():
         return os.cpu_count() or 1
 
 
+def _idle_cores_advice(n_gpus, trials_per_device, cores):
+    """What to set when an embedded cluster's GPU workers leave most of the cores idle, or
+    None when they do not: one worker per GPU on a machine with at least four cores per GPU.
+
+    Small tabular networks train a step mostly in Python, so one such worker keeps a GPU
+    busy a small part of the time (an H200 9%, with 16 cores: ``benchmarks/RESULTS.md``, "On
+    one GPU") while the other cores wait."""
+    if trials_per_device > 1 or cores < 4 * n_gpus:
+        return None
+    per_gpu = cores // n_gpus
+    return (f"the embedded Dask cluster trains one candidate at a time on each of {n_gpus} "
+            f"GPU(s), while this machine has {cores} cores: for small networks, "
+            f"trials_per_device={per_gpu} (several candidates per GPU at once) or "
+            f"devices='cpu' (one worker per core) trains more of them an hour")
+
+
 def _warm_up_torch():
     # The first optimizer built in a process imports torch._dynamo (2-3 s): pay it once here.
     import torch
@@ -469,6 +485,14 @@ class DaskEvaluator(Evaluator):
         so ``dask.config.set({"autodeuq.no-workers-timeout": "1h"})`` sets it for the
         estimators too; ``math.inf`` waits for ever.
 
+    Attributes
+    ----------
+    advice : str or None
+        Set when an embedded cluster of one worker per GPU starts on a machine with at least
+        four cores per GPU: what to set to train more small candidates an hour
+        (``trials_per_device`` or ``devices="cpu"``). A search's progress (``verbose``)
+        shows it. None otherwise.
+
     Notes
     -----
     Trials submitted one after another (as the search loop does) go to the scheduler together,
@@ -505,6 +529,8 @@ class DaskEvaluator(Evaluator):
         self._completed = None
         self._device = "cpu"
         self._gpu_resource = False
+        #: A line of advice on the settings, shown with the progress (verbose), or None.
+        self.advice = None
         self._token = uuid.uuid4().hex[:8]
         self._serial = itertools.count()  # makes every Dask key new (see _key)
 
@@ -524,6 +550,7 @@ class DaskEvaluator(Evaluator):
         from distributed import LocalCluster, Scheduler, SpecCluster
 
         gpus = self._gpu_list()
+        self.advice = None
         # A lost worker makes the task fail at once: the evaluator retries it itself. The
         # scheduler hands each worker its whole queue (up to 1 + max_prefetch Dask tasks)
         # rather than holding tasks past its default 1.1 per thread (which applies once more
@@ -540,6 +567,8 @@ class DaskEvaluator(Evaluator):
                                "distributed.scheduler.worker-saturation": saturation})):
             if gpus:
                 workers = _gpu_worker_specs(gpus, self.trials_per_device, **secure)
+                self.advice = _idle_cores_advice(len(gpus), self.trials_per_device,
+                                                 available_cores())
                 scheduler = {"cls": Scheduler, "options": {
                     "host": "127.0.0.1", "dashboard_address": "127.0.0.1:0", **secure}}
                 cluster = _start_whole(lambda: SpecCluster(

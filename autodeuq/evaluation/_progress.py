@@ -188,6 +188,9 @@ class SearchProgress:
         link = dashboard_link(evaluator)
         if link is not None:
             logger.info("Dask dashboard: %s", link)
+        advice = getattr(evaluator, "advice", None)
+        if isinstance(advice, str) and advice:
+            logger.info("%s", advice)
         if self.tty:
             self._open_bar()
         else:
