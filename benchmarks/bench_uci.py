@@ -16,11 +16,14 @@ anchors on the same splits.
         --estimators gaussian_mlp nas --time-budget 300
     python benchmarks/bench_uci.py --datasets energy concrete --estimators deep_ensemble \
         --seeds 5                        # the baseline's spread over its random seeds
+    python benchmarks/bench_uci.py --datasets concrete --estimators autodeuq \
+        --first-seed 1 --seeds 2         # two more runs per split, after an earlier seed 0
 
 With ``--seeds K`` every estimator runs K times per split (``random_state`` = split, then
-split + 1000, split + 2000, ...); a split's numbers are then the mean over its runs, the table's
-means and sds are over splits, and the column "seed sd" is the NLL's sd over the runs of one
-split, averaged over splits. On a small test set the NLL of one run can hang on a single
+split + 1000, split + 2000, ...; ``--first-seed N`` starts at split + 1000 N, so that runs
+added later draw seeds not drawn before); a split's numbers are then the mean over its runs,
+the table's means and sds are over splits, and the column "seed sd" is the NLL's sd over the
+runs of one split, averaged over splits. On a small test set the NLL of one run can hang on a single
 point (energy split 1: one test point with y = 13.7 where every network predicts 10.8 makes up
 most of the NLL), so one seed of a cheap baseline says little about its expected NLL.
 """
@@ -182,15 +185,22 @@ def main(argv=None):
     parser.add_argument("--seeds", type=int, default=1, metavar="K",
                         help="runs per estimator and split, each from its own random_state "
                              "(default 1)")
+    parser.add_argument("--first-seed", type=int, default=0, metavar="N",
+                        help="the first run's index: its random_state is split + 1000 N "
+                             "(default 0), to add runs to earlier ones with other seeds")
     args = parser.parse_args(argv)
     if not args.data_dir.is_dir():
         parser.error(f"--data-dir {args.data_dir} is not a directory")
     if args.seeds < 1:
         parser.error(f"--seeds must be an int >= 1 (runs per split); got {args.seeds}")
+    if args.first_seed < 0:
+        parser.error(f"--first-seed must be an int >= 0 (the first run's index); got "
+                     f"{args.first_seed}")
 
     rows = []
+    runs = range(args.first_seed, args.first_seed + args.seeds)
     for dataset, name, split, run in itertools.product(args.datasets, args.estimators,
-                                                       args.splits, range(args.seeds)):
+                                                       args.splits, runs):
         row = run_split(name, dataset, split, args.data_dir, args.max_epochs,
                         args.time_budget, run)
         rows.append(row)

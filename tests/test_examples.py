@@ -102,6 +102,15 @@ def test_uci_benchmark_seeds(tmp_path, capsys):
     assert merged[0]["nll"] == pytest.approx(np.mean(split0))
     assert merged[0]["seed_sd"] == pytest.approx(np.std(split0, ddof=1))
     assert merged[0]["runs"] == 2
+    # --first-seed N: runs added later draw the seeds after those drawn before.
+    bench.main(["--data-dir", str(tmp_path), "--datasets", "yacht", "--splits", "0",
+                "--estimators", "gaussian_mlp", "--max-epochs", "3", "--seeds", "1",
+                "--first-seed", "2", "--json", str(tmp_path / "more.json")])
+    more = json.loads((tmp_path / "more.json").read_text())
+    assert [(r["split"], r["seed"]) for r in more] == [(0, 2000)]
+    with pytest.raises(SystemExit):
+        bench.main(["--data-dir", str(tmp_path), "--first-seed", "-1"])
+    assert "--first-seed must be an int >= 0" in capsys.readouterr().err
 
 
 # -- the workshop's steps: examples/plot_NN_*.py ---------------------------------------------
