@@ -449,6 +449,74 @@ def test_failed_rescoring_selects_on_the_search_alone(regression_data, monkeypat
     assert [m["trial_id"] for m in est.members_] == [m["trial_id"] for m in alone.members_]
 
 
+SEEDED = {"num_layers": 1, "units_1": 16, "learning_rate": 0.01, "max_epochs": 40,
+          "patience": 10}
+
+
+def _last_candidate():
+    """A selector that picks the last candidate alone: the seeds' group in the selection
+    after rescoring (and the last trial in the first)."""
+    from autodeuq.ensemble import Selector
+
+    class LastCandidate(Selector):
+        takes_networks = True
+
+        def _select(self, y, means, variances, objectives):
+            return np.array([len(means) - 1]), np.array([1.0])
+
+    return LastCandidate()
+
+
+def test_a_configuration_s_seeds_are_rescored_and_selected_as_their_ensemble(
+        regression_data, monkeypatch):
+    # Three trials of one configuration from their own seeds (as initial_configs="default"
+    # makes of the default network): one more candidate after rescoring, their equal
+    # mixture on the search's part and that of three new networks on the second part.
+    from autodeuq.ensemble import GreedySelector
+
+    shapes = []
+    real = GreedySelector._select
+
+    def recording(self, y, means, variances, objectives):
+        shapes.append(means.shape)
+        return real(self, y, means, variances, objectives)
+
+    monkeypatch.setattr(GreedySelector, "_select", recording)
+    X, y, _, _ = regression_data
+    est = auto(initial_configs=[SEEDED] * 3, rescore_top=2).fit(X, y)
+    group = [r for r in est.rescored_ if r["trial_id"] is None]
+    assert len(group) == 1
+    assert group[0]["trial_ids"] == [0, 1, 2]
+    assert group[0]["networks"] == 3
+    table = est.search_results_.set_index("job_id")
+    # The mixture of three seeds scores no worse than their mean alone (concavity of log).
+    assert group[0]["valid_nll"] <= table.loc[[0, 1, 2], "valid_nll"].mean() + 1e-9
+    assert np.isfinite(group[0]["rescore_nll"])
+    assert table["rescore_nll"].notna().sum() == len(est.rescored_) - 1
+    singles = len(est.rescored_) - 1
+    # First selection: one network a candidate; second: every candidate as three networks
+    # (a single one repeated), the group last, on both parts.
+    assert len(shapes[0]) == 2
+    assert shapes[1] == (singles + 1, 3, shapes[0][1] * 2)
+
+    # Selected, the group's configuration is refitted as networks of its own...
+    chosen = auto(initial_configs=[SEEDED] * 3, rescore_top=2, selection=_last_candidate(),
+                  max_networks=None).fit(X, y)
+    assert [m["trial_id"] for m in chosen.members_] == [0, 0, 0]
+    assert all(m["config"]["layers"][0]["units"] == 16 for m in chosen.members_)
+    # ... and without the refit it is its three searched networks, a third of the weight each.
+    kept = auto(initial_configs=[SEEDED] * 3, rescore_top=2, selection=_last_candidate(),
+                refit=False).fit(X, y)
+    assert [m["trial_id"] for m in kept.members_] == [0, 1, 2]
+    np.testing.assert_allclose([m["weight"] for m in kept.members_], 1 / 3)
+    table = kept.search_results_.set_index("job_id")
+    np.testing.assert_allclose(table.loc[[0, 1, 2], "selected"], 1 / 3)
+
+
+def test_without_repeated_configurations_nothing_is_grouped(fitted):
+    assert all(r["trial_id"] is not None for r in fitted.rescored_)
+
+
 def test_the_search_starts_with_the_default_deep_ensemble(regression_data):
     # ensemble_size trials of the default network (at most a tenth of max_evals), each from
     # its own seed, so that selection can compare its seed ensemble with the rest.
