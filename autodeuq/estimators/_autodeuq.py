@@ -88,8 +88,8 @@ verbose, early_discard, security
         training, kept out of ``time_budget`` like the refit's; with a budget, a round
         starts only if it and the refit still fit (``rescored_`` shows what was rescored).
         The configuration with several successful trials from their own seeds (the
-        default network's, from ``initial_configs="default"``) is rescored too, as that
-        many networks, right after the first selection's picks, and is one more candidate
+        default network's, from ``initial_configs="default"``) is rescored too, first, as
+        that many networks trained together, and is one more candidate
         of the selection: the equal mixture of its seeds on both parts, refitted as
         networks of its configuration where selected. Its networks gain more from their
         averaging than a single trial of each candidate can show: on UCI concrete, 20
