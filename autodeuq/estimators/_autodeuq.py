@@ -20,7 +20,6 @@ from ._search_base import (
     STOP_FRACTION,
     SearchFailedError,
     SearchRegressorBase,
-    batch_cost,
     batch_seconds,
     makespan,
     recalibration_factor,
@@ -545,15 +544,15 @@ verbose, early_discard, security
         seeds = [r for r in group_again if r.ok]
         y_second = held_out_targets(outcome.data, split).astype(np.float64)
         if seeds:
-            search_part = _mixture(means[group], variances[group], np.ones(len(group)))
-            second_part = _mixture(np.stack([r.valid_mean for r in seeds]).astype(np.float64),
-                                   np.stack([r.valid_var for r in seeds]).astype(np.float64),
-                                   np.ones(len(seeds)))
+            seed_means = np.stack([r.valid_mean for r in seeds]).astype(np.float64)
+            seed_vars = np.stack([r.valid_var for r in seeds]).astype(np.float64)
+            group_nlls = (nll(outcome.data["y_valid"], _mixture(means[group], variances[group],
+                                                                np.ones(len(group)))),
+                          nll(y_second, _mixture(seed_means, seed_vars, np.ones(len(seeds)))))
             self.rescored_.append({
                 "trial_id": None, "trial_ids": [int(catalogue.trial_ids[i]) for i in group],
-                "networks": len(seeds),
-                "valid_nll": nll(outcome.data["y_valid"], search_part) + log_scale,
-                "rescore_nll": nll(y_second, second_part) + log_scale})
+                "networks": len(seeds), "valid_nll": group_nlls[0] + log_scale,
+                "rescore_nll": group_nlls[1] + log_scale})
         if len(kept) + bool(seeds) < 2:
             logger.info("rescoring kept %d candidate(s): selecting on the search's validation "
                         "part alone", len(kept) + bool(seeds))
@@ -576,22 +575,16 @@ verbose, early_discard, security
         # The seeds as one more candidate, their equal mixture on each part: every
         # candidate as m networks (a single one repeated), m a multiple of both counts.
         m = math.lcm(len(group), len(seeds))
-        group_means = np.concatenate([
-            np.repeat(means[group], m // len(group), axis=0),
-            np.repeat(np.stack([r.valid_mean for r in seeds]), m // len(seeds), axis=0)],
-            axis=1)
-        group_vars = np.concatenate([
-            np.repeat(variances[group], m // len(group), axis=0),
-            np.repeat(np.stack([r.valid_var for r in seeds]), m // len(seeds), axis=0)],
-            axis=1)
+        group_means = np.concatenate([np.repeat(means[group], m // len(group), axis=0),
+                                      np.repeat(seed_means, m // len(seeds), axis=0)], axis=1)
+        group_vars = np.concatenate([np.repeat(variances[group], m // len(group), axis=0),
+                                     np.repeat(seed_vars, m // len(seeds), axis=0)], axis=1)
         means_both = np.concatenate([np.repeat(means_both[:, None], m, axis=1),
                                      group_means[None]])
         variances_both = np.concatenate([np.repeat(variances_both[:, None], m, axis=1),
                                          group_vars[None]])
-        group_objective = (self.rescored_[-1]["valid_nll"] + self.rescored_[-1]["rescore_nll"]
-                           ) / 2 - log_scale
         return (np.append(rows, group[0]), y, means_both, variances_both,
-                np.append(objectives, group_objective), {len(rows): list(group)})
+                np.append(objectives, sum(group_nlls) / 2), {len(rows): list(group)})
 
     def _rescore_seeds(self, outcome, evaluator, catalogue, group, split, refit):
         """Train the configuration of the catalogue's ``group`` (indices of its seeds) again
@@ -604,13 +597,12 @@ verbose, early_discard, security
         copies = [catalogue.get(catalogue.trial_ids[group[0]])] * len(group)
         deadline = None
         if outcome.deadline is not None:
-            seconds = [trial_seconds(catalogue.get(catalogue.trial_ids[i]),
-                                     untimed=self._untimed_seconds()) for i in group]
-            deadline = outcome.deadline - refits_seconds(
-                [refit_round(trial_seconds(e, untimed=max(seconds)), outcome.refit_rows)
-                 for e in refit], [e.trial_id for e in refit], slots)
-            tasks = refit_tasks([e.config for e in copies], slots)
-            need = makespan([max(seconds) * batch_cost(len(t)) for t in tasks], slots)
+            seconds = max(trial_seconds(catalogue.get(catalogue.trial_ids[i]),
+                                        untimed=self._untimed_seconds()) for i in group)
+            deadline = _before_refit(outcome, refit, lambda e: trial_seconds(
+                e, untimed=seconds), slots)
+            # One configuration's networks, trained together as the refit trains them.
+            need = refits_seconds([seconds] * len(copies), [0] * len(copies), slots)
             if deadline - time.time() < need:
                 return []
         return self._retrain(outcome, evaluator, copies, split, deadline=deadline)
@@ -650,9 +642,7 @@ verbose, early_discard, security
             slower = max(1.0, took / expected) if expected > 0 else 1.0
             deadline = None
             if outcome.deadline is not None:
-                deadline = outcome.deadline - refits_seconds(
-                    [refit_round(slower * seconds(e), outcome.refit_rows) for e in refit],
-                    [e.trial_id for e in refit], slots)
+                deadline = _before_refit(outcome, refit, seconds, slots, slower)
                 ahead = chunk if results else entries[:max(2, slots)]
                 need = slower * rounds_seconds([rescoring(e) for e in ahead], slots)
                 if deadline - time.time() < need:
@@ -674,6 +664,15 @@ def _mixture(means, variances, weights):
         means = means.reshape(-1, means.shape[-1])
         variances = variances.reshape(-1, variances.shape[-1])
     return NormalMixture(means, np.sqrt(variances), weights)
+
+
+def _before_refit(outcome, refit, seconds, slots, slower=1.0):
+    """When a rescoring must end for the refit of ``refit`` (entries, each expected to train
+    ``slower`` times ``seconds(entry)``, its search time, scaled by :func:`refit_round`) to
+    fit before the time budget's deadline, as :func:`refits_seconds` expects it to run."""
+    return outcome.deadline - refits_seconds(
+        [refit_round(slower * seconds(e), outcome.refit_rows) for e in refit],
+        [e.trial_id for e in refit], slots)
 
 
 def _seed_group(catalogue):
