@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 
@@ -652,7 +653,16 @@ def test_a_cluster_without_workers_is_told_apart_from_one_that_lost_them(monkeyp
     from autodeuq.exceptions import WorkersLostError
 
     ticks = [0.0, 100.0]  # the first check, then 100 s on (and after)
-    monkeypatch.setattr(time, "monotonic", lambda: ticks.pop(0) if len(ticks) > 1 else ticks[0])
+    # Only this thread's clock is faked: a thread left running by an earlier test (Dask's,
+    # logging's) reading it would take the first tick, and the checks see no time pass.
+    here, real = threading.get_ident(), time.monotonic
+
+    def clock():
+        if threading.get_ident() != here:
+            return real()
+        return ticks.pop(0) if len(ticks) > 1 else ticks[0]
+
+    monkeypatch.setattr(time, "monotonic", clock)
     monkeypatch.setattr(DaskEvaluator, "n_workers", property(lambda self: 0))
     evaluator = DaskEvaluator(no_workers_timeout=60)
     evaluator._client = type("Client", (), {"scheduler": type("S", (), {"address": "tcp://x"})})
