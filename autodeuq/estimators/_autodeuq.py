@@ -5,6 +5,7 @@ import math
 import numbers
 import time
 import warnings
+from typing import NamedTuple
 
 import numpy as np
 from sklearn.pipeline import Pipeline
@@ -34,6 +35,17 @@ from ._search_base import (
 __all__ = ["AutoDEUQRegressor"]
 
 logger = logging.getLogger(__name__)
+
+
+class _Pool(NamedTuple):
+    """What the rescoring gives the second selection."""
+
+    rows: np.ndarray  # catalogue index of each candidate (a seeds' group: its first seed's)
+    y: np.ndarray  # the targets selection scores on
+    means: np.ndarray  # (candidates, n) or (candidates, networks, n)
+    variances: np.ndarray
+    objectives: np.ndarray  # each candidate's NLL there
+    groups: dict  # candidate position -> catalogue indices of a configuration's seeds
 
 
 class AutoDEUQRegressor(SearchRegressorBase):
@@ -296,10 +308,13 @@ verbose, early_discard, security
                                  variances)
             groups = {}  # position among the selected -> catalogue indices of its seeds
             if pool is not None:  # select again, among the rescored, on both parts
-                pool, y_valid, means, variances, objectives, rows = pool
-                chosen, weights = selector.select(y_valid, means, variances, objectives)
-                indices, means, variances = pool[chosen], means[chosen], variances[chosen]
-                groups = {k: rows[int(c)] for k, c in enumerate(chosen) if int(c) in rows}
+                y_valid = pool.y
+                chosen, weights = selector.select(y_valid, pool.means, pool.variances,
+                                                  pool.objectives)
+                indices = pool.rows[chosen]
+                means, variances = pool.means[chosen], pool.variances[chosen]
+                groups = {k: pool.groups[int(c)] for k, c in enumerate(chosen)
+                          if int(c) in pool.groups}
             else:
                 means, variances = means[indices], variances[indices]
             selected = [catalogue.get(catalogue.trial_ids[i]) for i in indices]
@@ -500,15 +515,16 @@ verbose, early_discard, security
 
         Returns
         -------
-        tuple or None
-            ``(pool, y, means, variances, objectives)``: catalogue indices of the rescored
-            candidates, and for them the targets, predictions and NLLs to select on: with
-            ``rescore_networks > 1`` on the second split alone, predictions of shape
-            ``(n, rescore_networks, n_valid)``; with 1, on both validation parts together
-            (the search's, then the second) and the mean of the two NLLs; None when nothing
-            was rescored (``rescore_top=0``, fewer than two candidates, or no time left for
-            two: with ``time_budget``, only as many as the time left before the refit's
-            share allows are rescored, the first selection's picks first).
+        _Pool or None
+            Catalogue indices of the rescored candidates, and for them the targets,
+            predictions and NLLs to select on: with ``rescore_networks > 1`` on the second
+            split alone, predictions of shape ``(n, rescore_networks, n_valid)``; with 1, on
+            both validation parts together (the search's, then the second) and the mean of
+            the two NLLs, the configuration of several seeds last as their equal mixture
+            (``groups``; every candidate then repeated to a common network count); None
+            when nothing was rescored (``rescore_top=0``, fewer than two candidates, or no
+            time left for two: with ``time_budget``, only as many as the time left before
+            the refit's share allows are rescored, the first selection's picks first).
         """
         if not self.rescore_top:
             return None
@@ -565,13 +581,13 @@ verbose, early_discard, security
             # them trained on; the search's part, where the pool was chosen, would bring
             # back the winner's curse and the one-network score.
             objectives = np.array([again[k].objective for k in kept])
-            return rows, y_second, second_means, second_vars, objectives, {}
+            return _Pool(rows, y_second, second_means, second_vars, objectives, {})
         y = np.concatenate([outcome.data["y_valid"].astype(np.float64), y_second])
         means_both = np.concatenate([means[rows], second_means], axis=1)
         variances_both = np.concatenate([variances[rows], second_vars], axis=1)
         objectives = np.array([(entries[k].objective + again[k].objective) / 2 for k in kept])
         if not seeds:
-            return rows, y, means_both, variances_both, objectives, {}
+            return _Pool(rows, y, means_both, variances_both, objectives, {})
         # The seeds as one more candidate, their equal mixture on each part: every
         # candidate as m networks (a single one repeated), m a multiple of both counts.
         m = math.lcm(len(group), len(seeds))
@@ -583,8 +599,8 @@ verbose, early_discard, security
                                      group_means[None]])
         variances_both = np.concatenate([np.repeat(variances_both[:, None], m, axis=1),
                                          group_vars[None]])
-        return (np.append(rows, group[0]), y, means_both, variances_both,
-                np.append(objectives, sum(group_nlls) / 2), {len(rows): list(group)})
+        return _Pool(np.append(rows, group[0]), y, means_both, variances_both,
+                     np.append(objectives, sum(group_nlls) / 2), {len(rows): list(group)})
 
     def _rescore_seeds(self, outcome, evaluator, catalogue, group, split, refit):
         """Train the configuration of the catalogue's ``group`` (indices of its seeds) again
