@@ -317,7 +317,7 @@ verbose, early_discard, security
                           if int(c) in pool.groups}
             else:
                 means, variances = means[indices], variances[indices]
-            selected = [catalogue.get(catalogue.trial_ids[i]) for i in indices]
+            selected = _entries(catalogue, indices)
             # The searched members' mixture on the validation part(s): what selection scored
             # (a rescored candidate of several networks as their equal mixture).
             mixture = _mixture(means, variances, weights)
@@ -534,7 +534,7 @@ verbose, early_discard, security
         split = Resplit(self.validation_fraction, STOP_FRACTION,
                         int(outcome.refit_seeds.spawn(1)[0].generate_state(1)[0]),
                         networks=self.rescore_networks)
-        entries = [catalogue.get(catalogue.trial_ids[i]) for i in pool]
+        entries = _entries(catalogue, pool)
         # The pool starts with the first selection's picks, in the order of their weights;
         # room is kept for the networks planned of them.
         planned = self._planned_networks(outcome)
@@ -543,7 +543,8 @@ verbose, early_discard, security
         # The configuration trained from several seeds (the default network's, from
         # initial_configs="default") is rescored first, as that many networks together.
         group = _seed_group(catalogue) if self.rescore_networks == 1 else []
-        group_again = self._rescore_seeds(outcome, evaluator, catalogue, group, split, refit)
+        group_entries = _entries(catalogue, group)
+        group_again = self._rescore_seeds(outcome, evaluator, group_entries, split, refit)
         again = self._rescore_rounds(outcome, evaluator, entries, split, refit)
         pool, entries = pool[:len(again)], entries[:len(again)]
         if len(again) + bool(group_again) < 2:
@@ -566,7 +567,7 @@ verbose, early_discard, security
                                                                 np.ones(len(group)))),
                           nll(y_second, _mixture(seed_means, seed_vars, np.ones(len(seeds)))))
             self.rescored_.append({
-                "trial_id": None, "trial_ids": [int(catalogue.trial_ids[i]) for i in group],
+                "trial_id": None, "trial_ids": [int(e.trial_id) for e in group_entries],
                 "networks": len(seeds), "valid_nll": group_nlls[0] + log_scale,
                 "rescore_nll": group_nlls[1] + log_scale})
         if len(kept) + bool(seeds) < 2:
@@ -602,19 +603,19 @@ verbose, early_discard, security
         return _Pool(np.append(rows, group[0]), y, means_both, variances_both,
                      np.append(objectives, sum(group_nlls) / 2), {len(rows): list(group)})
 
-    def _rescore_seeds(self, outcome, evaluator, catalogue, group, split, refit):
-        """Train the configuration of the catalogue's ``group`` (indices of its seeds) again
-        as that many networks on ``split``, together, if they and the refit of ``refit``
-        still fit before the deadline (a task of n networks as :func:`batch_cost` of one
-        seed's search time); the results, or [] (no group, or no room)."""
-        if not group:
+    def _rescore_seeds(self, outcome, evaluator, seeds, split, refit):
+        """Train the configuration of ``seeds`` (catalogue entries of its trials) again as
+        that many networks on ``split``, together, if they and the refit of ``refit`` still
+        fit before the deadline (one configuration's networks as :func:`refits_seconds`
+        expects them, each the longest seed's search time); the results, or [] (no seeds,
+        or no room)."""
+        if not seeds:
             return []
         slots = max(1, evaluator.n_workers)
-        copies = [catalogue.get(catalogue.trial_ids[group[0]])] * len(group)
+        copies = [seeds[0]] * len(seeds)
         deadline = None
         if outcome.deadline is not None:
-            seconds = max(trial_seconds(catalogue.get(catalogue.trial_ids[i]),
-                                        untimed=self._untimed_seconds()) for i in group)
+            seconds = max(trial_seconds(e, untimed=self._untimed_seconds()) for e in seeds)
             deadline = _before_refit(outcome, refit, lambda e: trial_seconds(
                 e, untimed=seconds), slots)
             # One configuration's networks, trained together as the refit trains them.
@@ -691,6 +692,13 @@ def _before_refit(outcome, refit, seconds, slots, slower=1.0):
         [e.trial_id for e in refit], slots)
 
 
+def _entries(catalogue, indices):
+    """The catalogue's entries at positions ``indices`` (in :attr:`Catalogue.trial_ids`
+    order)."""
+    trial_ids = catalogue.trial_ids
+    return [catalogue.get(trial_ids[i]) for i in indices]
+
+
 def _seed_group(catalogue):
     """Catalogue indices of the configuration with the most successful trials, each from
     its own seed (at least two; the first to appear where several have as many), in trial
@@ -707,8 +715,7 @@ def _expand(catalogue, selected, weights, groups):
     indices) replaced by its trials, its weight shared equally among them."""
     entries, shares = [], []
     for k, (entry, weight) in enumerate(zip(selected, weights, strict=True)):
-        trials = ([catalogue.get(catalogue.trial_ids[i]) for i in groups[k]] if k in groups
-                  else [entry])
+        trials = _entries(catalogue, groups[k]) if k in groups else [entry]
         entries += trials
         shares += [weight / len(trials)] * len(trials)
     return entries, np.array(shares)
